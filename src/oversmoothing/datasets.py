@@ -1,0 +1,161 @@
+"""Real node-classification datasets through PyG, offline-first.
+
+Rules (DESIGN.md, Data): raw files are copied from a mirror folder in PyG's raw layout
+(``$OVERSMOOTHING_DATA_MIRROR``; the Makefile points it at ``../shared/datasets``) into the
+cache (``$OVERSMOOTHING_DATA``, default ``<repo>/data``), checked against ``data/SHA256SUMS``
+and only then read by PyG.  Without a mirror PyG downloads as usual.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .graphs import Graph, _clean_edges
+
+__all__ = ["DATASETS", "load", "cache_dir", "ChecksumError", "DatasetUnavailable"]
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+CHECKSUMS = _PACKAGE_ROOT / "data" / "SHA256SUMS"
+
+# name -> (folder prefix in the raw layout, loader kind)
+DATASETS = {
+    "cora": ("Cora", "planetoid"),
+    "citeseer": ("CiteSeer", "planetoid"),
+    "chameleon": ("chameleon", "wikipedia"),
+    "squirrel": ("squirrel", "wikipedia"),
+    "chameleon_filtered": ("heterophilous/chameleon_filtered.npz", "filtered"),
+    "squirrel_filtered": ("heterophilous/squirrel_filtered.npz", "filtered"),
+}
+
+
+class ChecksumError(RuntimeError):
+    """A raw data file whose SHA-256 differs from data/SHA256SUMS."""
+
+
+class DatasetUnavailable(FileNotFoundError):
+    """Raw files neither in the cache nor in the mirror, and no download possible."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OVERSMOOTHING_DATA", _PACKAGE_ROOT / "data")).resolve()
+
+
+def _mirror() -> Path | None:
+    m = os.environ.get("OVERSMOOTHING_DATA_MIRROR")
+    return Path(m).resolve() if m else None
+
+
+def _checksums(prefix: str) -> dict[str, str]:
+    if not CHECKSUMS.exists():
+        return {}
+    out = {}
+    for line in CHECKSUMS.read_text().splitlines():
+        digest, _, rel = line.strip().partition("  ")
+        if rel.startswith(prefix):
+            out[rel] = digest
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ensure_raw(prefix: str, root: Path) -> bool:
+    """Copy the dataset's raw files from the mirror into ``root`` if missing, then verify every
+    one against SHA256SUMS.  Returns False if no file is known or available (PyG may download)."""
+    wanted = _checksums(prefix)
+    mirror = _mirror()
+    for rel, digest in wanted.items():
+        dst = root / rel
+        if not dst.exists():
+            src = mirror / rel if mirror else None
+            if src is None or not src.exists():
+                return False
+            if _sha256(src) != digest:
+                raise ChecksumError(f"mirror file {src} has the wrong SHA-256 (expected {digest}); "
+                                    f"the mirror copy is corrupt")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_suffix(dst.suffix + ".part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)  # never leave a half-copied file under its real name
+        if _sha256(dst) != digest:
+            raise ChecksumError(f"{dst} has the wrong SHA-256 (expected {digest} from {CHECKSUMS}); "
+                                f"delete it so it is copied again from the mirror")
+    return bool(wanted)
+
+
+def _masks(data, split: int | None):
+    masks = [data.train_mask, data.val_mask, data.test_mask]
+    if masks[0].dim() == 2:
+        k = 0 if split is None else split
+        if not 0 <= k < masks[0].shape[1]:
+            raise ValueError(f"split must be in 0..{masks[0].shape[1] - 1}, got {split}")
+        masks = [m[:, k] for m in masks]
+    return [m.bool() for m in masks]
+
+
+def load(name: str, split: int | None = None, root: str | os.PathLike | None = None) -> Graph:
+    """Load a dataset as an undirected, self-loop-free :class:`Graph`.
+
+    name  : cora, citeseer, chameleon, squirrel, chameleon_filtered, squirrel_filtered
+    split : None = Planetoid public split (cora/citeseer) or split 0 (others);
+            an int k = the k-th of the 10 Geom-GCN (or Platonov et al.) 48/32/20 splits.
+    ``graph.meta['pyg_num_edges']`` keeps the edge count as PyG loads it (directed, with
+    self-loops for chameleon/squirrel); ``graph.num_edges`` counts the cleaned graph.
+    """
+    key = name.lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    if split is not None and (not isinstance(split, (int, np.integer)) or split < 0):
+        raise ValueError(f"split must be None or a non-negative int, got {split!r}")
+    prefix, kind = DATASETS[key]
+    root = Path(root).resolve() if root else cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    have = _ensure_raw(prefix, root)
+
+    try:
+        if kind == "filtered":
+            if not have:
+                raise DatasetUnavailable(f"{prefix} not found in {root} nor in the mirror "
+                                         f"(OVERSMOOTHING_DATA_MIRROR={_mirror()}); PyG cannot download it")
+            return _load_filtered(key, root / prefix, 0 if split is None else split)
+        from torch_geometric.datasets import Planetoid, WikipediaNetwork
+
+        if kind == "planetoid":
+            ds = Planetoid(str(root), prefix, split="public" if split is None else "geom-gcn")
+        else:
+            ds = WikipediaNetwork(str(root), prefix, geom_gcn_preprocess=True)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, (ChecksumError, DatasetUnavailable)):
+            raise
+        raise DatasetUnavailable(f"could not load {name!r} from {root} (mirror: {_mirror()}): {err}") from err
+    data = ds[0]
+    n = data.num_nodes
+    g = Graph(data.x.float(), data.y.long(), _clean_edges(data.edge_index, n), *_masks(data, split), name=key)
+    g.meta["pyg_num_edges"] = int(data.edge_index.shape[1])
+    g.meta["split"] = "public" if split is None and kind == "planetoid" else (split or 0)
+    return g
+
+
+def _load_filtered(name: str, path: Path, split: int) -> Graph:
+    z = np.load(path)
+    x = torch.tensor(z["node_features"]).float()
+    y = torch.tensor(z["node_labels"]).long()
+    edges = torch.tensor(z["edges"]).long().t()
+    n = x.shape[0]
+    k = z["train_masks"].shape[0]
+    if not 0 <= split < k:
+        raise ValueError(f"split must be in 0..{k - 1}, got {split}")
+    masks = [torch.tensor(z[f"{m}_masks"][split]).bool() for m in ("train", "val", "test")]
+    g = Graph(x, y, _clean_edges(edges, n), *masks, name=name)
+    g.meta.update(pyg_num_edges=int(edges.shape[1]), split=split)
+    return g

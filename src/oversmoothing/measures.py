@@ -1,0 +1,146 @@
+"""Oversmoothing measures of a node signal X in R^{n x d} (rows x_i = nodes).
+
+Let  X_bar = 1 1^T X / n  (every row replaced by the mean row).
+
+* ``mu``        mu(X) = ||X - 1 1^T X / n||_F                               (paper 2, Park & Kim)
+* ``E``         E(X)  = sqrt( (1/n^2) sum_{i,j} ||x_i - x_j||^2 )           (paper 1's pairwise
+                difference, normalised here as a root-mean over all n^2 ordered pairs, so that
+                it scales like X and decays like (s lambda)^k, not its square)
+                Since sum_{i,j} ||x_i - x_j||^2 = 2 n ||X - X_bar||_F^2,  E(X) = sqrt(2/n) mu(X).
+* ``dirichlet`` D(X)  = sum_{(i,j) in edges} ||x_i - x_j||^2 = tr(X^T (D - A) X), each undirected
+                edge counted once
+* ``mad``       mean average (cosine) distance of Chen et al. (2020):
+                MAD(X) = mean_{i != j} (1 - cos(x_i, x_j)), zero rows at distance 0
+* relative forms, scale-free:  mu(X)/||X||_F,  D(X)/||X||_F^2  (MAD is already scale-free)
+
+Every measure is zero on a constant signal X = 1 v^T.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["mu", "E", "dirichlet", "mad", "rel_mu", "rel_E", "rel_dirichlet", "MEASURES",
+           "measure", "spectral_norm", "theorem2_bound", "pairwise_sq_sum", "laplacian_quadratic"]
+
+
+def _centred(X: torch.Tensor) -> torch.Tensor:
+    return X - X.mean(0, keepdim=True)
+
+
+def mu(X: torch.Tensor) -> float:
+    """mu(X) = ||X - 1 1^T X / n||_F."""
+    return float(torch.linalg.norm(_centred(X.double())))
+
+
+def pairwise_sq_sum(X: torch.Tensor) -> float:
+    """sum_{i,j} ||x_i - x_j||^2 computed directly (O(n^2 d); for tests and small graphs)."""
+    X = X.double()
+    return float(torch.cdist(X, X).pow(2).sum())
+
+
+def E(X: torch.Tensor) -> float:
+    """E(X) = sqrt((1/n^2) sum_{i,j} ||x_i - x_j||^2) = sqrt(2/n) mu(X)."""
+    n = X.shape[0]
+    return math.sqrt(2.0 / n) * mu(X)
+
+
+def _edge_diff_sq(X, edge_index):
+    src, dst = edge_index
+    X = X.double()
+    return (X[src] - X[dst]).pow(2).sum()
+
+
+def dirichlet(X: torch.Tensor, edge_index: torch.Tensor) -> float:
+    """D(X) = sum over undirected edges {i,j} of ||x_i - x_j||^2 (edge_index stores both directions)."""
+    return float(_edge_diff_sq(X, edge_index)) / 2.0
+
+
+def laplacian_quadratic(X: torch.Tensor, edge_index: torch.Tensor) -> float:
+    """tr(X^T (D - A) X), the trace form of the Dirichlet energy."""
+    n = X.shape[0]
+    X = X.double()
+    A = torch.zeros(n, n, dtype=torch.float64, device=X.device)
+    A[edge_index[0], edge_index[1]] = 1.0
+    L = torch.diag(A.sum(1)) - A
+    return float(torch.trace(X.t() @ L @ X))
+
+
+def mad(X: torch.Tensor, chunk: int = 4096) -> float:
+    """MAD(X) = mean over ordered pairs i != j of 1 - cos(x_i, x_j) (zero rows: distance 0)."""
+    n = X.shape[0]
+    if n < 2:
+        return 0.0
+    X = X.double()
+    norms = torch.linalg.norm(X, dim=1, keepdim=True)
+    U = torch.where(norms > 0, X / norms.clamp_min(1e-300), torch.zeros_like(X))
+    nonzero = (norms.squeeze(1) > 0).double()
+    total = 0.0
+    for start in range(0, n, chunk):  # sum_{i,j} (1 - cos) over pairs of non-zero rows, chunked
+        C = U[start:start + chunk] @ U.t()
+        mask = nonzero[start:start + chunk, None] * nonzero[None, :]
+        total += float(((1.0 - C) * mask).sum())
+    # the diagonal contributes 1 - 1 = 0 (up to rounding), so divide by the n(n-1) off-diagonal pairs
+    return max(total, 0.0) / (n * (n - 1))
+
+
+def rel_mu(X: torch.Tensor) -> float:
+    """mu(X) / ||X||_F in [0, 1]: the fraction of X not explained by the mean row."""
+    nrm = float(torch.linalg.norm(X.double()))
+    return 0.0 if nrm == 0 else mu(X) / nrm
+
+
+rel_E = rel_mu  # E(X)/(sqrt(2/n) ||X||_F) is the same number
+
+
+def rel_dirichlet(X: torch.Tensor, edge_index: torch.Tensor) -> float:
+    """D(X) / ||X||_F^2, the Rayleigh quotient of the graph Laplacian."""
+    nrm2 = float(torch.linalg.norm(X.double()) ** 2)
+    return 0.0 if nrm2 == 0 else dirichlet(X, edge_index) / nrm2
+
+
+MEASURES = {
+    "E": lambda X, g: E(X),
+    "mu": lambda X, g: mu(X),
+    "rel_mu": lambda X, g: rel_mu(X),
+    "dirichlet": lambda X, g: dirichlet(X, g.edge_index),
+    "rel_dirichlet": lambda X, g: rel_dirichlet(X, g.edge_index),
+    "mad": lambda X, g: mad(X),
+    "norm": lambda X, g: float(torch.linalg.norm(X.double())),
+}
+
+
+def measure(name: str, X: torch.Tensor, graph=None) -> float:
+    """Evaluate one of :data:`MEASURES` by name (graph-based ones need ``graph``)."""
+    try:
+        fn = MEASURES[name]
+    except KeyError:
+        raise ValueError(f"unknown measure {name!r}; choose one of {sorted(MEASURES)}") from None
+    if X is None:
+        return float("nan")
+    return fn(X, graph)
+
+
+def spectral_norm(W: torch.Tensor) -> float:
+    """||W||_2, the largest singular value."""
+    return float(torch.linalg.matrix_norm(W.detach().double(), ord=2))
+
+
+def theorem2_bound(lam: float, s: float, k, L: int, *, a: float = 1.0, b: float = 1.0):
+    """Shape of paper 1's Theorem 2 bound on the backward pairwise difference E(B(k)):
+
+        E(B(k)) <= a (lambda s)^(L-k)  +  b (lambda s)^k ,
+
+    the first term the smoothing of the output error over the L-k backward steps, the second
+    the forward oversmoothing of X(k) that makes rho'(H(k)) nearly constant.  The constants a, b
+    (which in the paper depend on the output error, the weights and D_rho) are left to the
+    caller, e.g. fitted on measurements.  Small when both k and L-k are large: the middle layers.
+    """
+    import numpy as np
+
+    if L < 1:
+        raise ValueError(f"L must be >= 1, got {L}")
+    k = np.asarray(k, dtype=float)
+    q = lam * s
+    return a * q ** (L - k) + b * q ** k

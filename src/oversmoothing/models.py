@@ -1,0 +1,240 @@
+"""The networks of the two papers, with one interface.
+
+Every model has
+  * ``model.operator(graph)``: what its layers propagate with (a sparse P, or edge_index for GAT),
+    built once per graph;
+  * ``model(x, op, trace=None)``: logits; when ``trace`` is a :class:`Trace`, each layer appends its
+    pre-activation H(k) and its output representation X(k), so that one backward pass gives every
+    B(k) = dL/dH(k) (see :mod:`oversmoothing.signals`).
+
+Conventions (paper 1): weights act on the right, H = P X W with W of shape [d_in, d_out];
+layers are numbered k = 1..L and X(0) is the input.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .graphs import Graph, propagation
+
+__all__ = ["ACTIVATIONS", "Trace", "Dense", "FrobeniusNormalisation", "lipschitz_normalise",
+           "VanillaGNN", "ResidualGCN", "ResidualGAT", "spectral_init_", "weights"]
+
+# softplus and tanh satisfy paper 1's Assumption 4 (rho' Lipschitz); relu and elu do not.
+ACTIVATIONS = {"softplus": F.softplus, "tanh": torch.tanh, "relu": F.relu, "elu": F.elu}
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None):
+    """Initialise from ``seed`` without touching the caller's global RNG state."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+def _check_depth(depth, minimum=1):
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < minimum:
+        raise ValueError(f"depth must be an integer >= {minimum}, got {depth!r}")
+
+
+@dataclass
+class Trace:
+    """Per-layer tensors recorded during one forward pass: H[k-1] = H(k), X[k] = X(k) (X[0] = input)."""
+
+    H: list = field(default_factory=list)
+    X: list = field(default_factory=list)
+
+
+def propagate(op, X: torch.Tensor) -> torch.Tensor:
+    """P X  (``op is None`` stands for P = I, the MLP)."""
+    return X if op is None else op @ X
+
+
+# ----------------------------------------------------------------------------- weights
+class Dense(nn.Module):
+    """X -> X W with W of shape [d_in, d_out] (the papers' right-multiplication convention)."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d_in, d_out))
+        self.bias = nn.Parameter(torch.zeros(d_out)) if bias else None
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, X):
+        out = X @ self.weight
+        return out if self.bias is None else out + self.bias
+
+
+@torch.no_grad()
+def spectral_init_(W: torch.Tensor, s: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian W rescaled so that its spectral norm ||W||_2 (largest singular value) equals s."""
+    if s <= 0:
+        raise ValueError(f"spectral norm s must be > 0, got {s}")
+    W.copy_(torch.randn(W.shape, generator=generator, dtype=W.dtype))
+    W.mul_(s / torch.linalg.matrix_norm(W, ord=2))
+    return W
+
+
+class FrobeniusNormalisation(nn.Module):
+    """Paper 2's Lipschitz normalisation as a parametrisation: W = c W_raw / ||W_raw||_F.
+
+    Since ||W||_2 <= ||W||_F = c, the layer's Lipschitz constant is at most c (times the operator's
+    and the activation's).  The optimiser updates W_raw; the forward pass sees W."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        if not c > 0:
+            raise ValueError(f"Lipschitz constant c must be > 0, got {c}")
+        self.c = float(c)
+
+    def forward(self, W):
+        return self.c * W / torch.linalg.norm(W)
+
+
+def lipschitz_normalise(module: nn.Module, c: float, name: str = "weight") -> nn.Module:
+    """Register W <- c W/||W||_F on ``module.<name>`` (in place; returns the module)."""
+    parametrize.register_parametrization(module, name, FrobeniusNormalisation(c))
+    return module
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    """The effective weight matrix W(k) of every propagation layer, k = 1..L, in paper orientation."""
+    return [layer.weight if isinstance(layer, Dense) else layer.lin.weight.t() for layer in model.layers]
+
+
+# ----------------------------------------------------------------------------- paper 1
+class VanillaGNN(nn.Module):
+    """Paper 1's vanilla GNN, no biases:
+
+        H(k) = P X(k-1) W(k),   X(k) = rho(H(k)),   k = 1..L-1,
+        output H(L) = P X(L-1) W(L)  (logits, no activation).
+
+    ``propagation='identity'`` gives the MLP of the same depth (P = I).  ``s`` sets the spectral
+    norm of every W(k) at initialisation (None: Glorot).  ``lipschitz_c`` applies W <- c W/||W||_F.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "softplus",
+                 propagation: str = "bistochastic", s: float | None = None, lipschitz_c: float | None = None,
+                 seed: int | None = None):
+        super().__init__()
+        _check_depth(depth)
+        self.act_name, self.rho = activation, _activation(activation)
+        self.propagation = propagation
+        self.depth = depth
+        dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+        with _seeded(seed):
+            self.layers = nn.ModuleList(Dense(a, b) for a, b in zip(dims[:-1], dims[1:]))
+            if s is not None:
+                for layer in self.layers:
+                    spectral_init_(layer.weight, s)
+        if lipschitz_c is not None:
+            for layer in self.layers:
+                lipschitz_normalise(layer, lipschitz_c)
+
+    def operator(self, graph: Graph, device=None):
+        return None if self.propagation == "identity" else propagation(graph, self.propagation, device)
+
+    def forward(self, x, op, trace: Trace | None = None):
+        X = x
+        if trace is not None:
+            trace.X.append(X)
+        for k, layer in enumerate(self.layers, start=1):
+            H = propagate(op, layer(X))  # H(k) = P X(k-1) W(k)   (P (X W) = (P X) W)
+            X = self.rho(H) if k < self.depth else H
+            if trace is not None:
+                trace.H.append(H)
+                trace.X.append(X)
+        return X
+
+
+# ----------------------------------------------------------------------------- paper 2
+class _Residual(nn.Module):
+    """Encoder, L residual layers X(k) = X(k-1) + rho(H(k)), decoder.
+
+    X(0) = x W_in + b_in;  logits = X(L) W_out + b_out.  Lipschitz normalisation, when asked,
+    applies to the L residual layers (the ones whose product the depth compounds)."""
+
+    def __init__(self, in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed):
+        super().__init__()
+        _check_depth(depth)
+        self.rho = _activation(activation)
+        self.act_name, self.depth, self.dropout = activation, depth, dropout
+        with _seeded(seed):
+            self.encoder = Dense(in_dim, hidden, bias=True)
+            self.layers = nn.ModuleList(self._layer(hidden) for _ in range(depth))
+            self.decoder = Dense(hidden, out_dim, bias=True)
+        self.lipschitz_c = lipschitz_c
+        if lipschitz_c is not None:
+            for layer in self.layers:
+                lipschitz_normalise(layer if isinstance(layer, Dense) else layer.lin, lipschitz_c)
+
+    def forward(self, x, op, trace: Trace | None = None):
+        X = self.encoder(F.dropout(x, self.dropout, self.training))
+        if trace is not None:
+            trace.X.append(X)
+        for layer in self.layers:
+            H = self._branch(layer, F.dropout(X, self.dropout, self.training), op)
+            X = X + self.rho(H)
+            if trace is not None:
+                trace.H.append(H)
+                trace.X.append(X)
+        return self.decoder(X)
+
+
+class ResidualGCN(_Residual):
+    """Residual GCN (paper 2): X(k) = X(k-1) + rho(P X(k-1) W(k)), P the GCN operator
+    D~^{-1/2}(A+I)D~^{-1/2}; optional Lipschitz normalisation W(k) <- c W(k)/||W(k)||_F."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "relu",
+                 propagation: str = "gcn", dropout: float = 0.0, lipschitz_c: float | None = None,
+                 seed: int | None = None):
+        self.propagation = propagation
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed)
+
+    @staticmethod
+    def _layer(hidden):
+        return Dense(hidden, hidden)
+
+    def operator(self, graph: Graph, device=None):
+        return propagation(graph, self.propagation, device)
+
+    @staticmethod
+    def _branch(layer, X, op):
+        return propagate(op, layer(X))
+
+
+class ResidualGAT(_Residual):
+    """Residual GAT (paper 2): X(k) = X(k-1) + rho(GATConv_k(X(k-1))) with PyG's single-head GATConv;
+    Lipschitz normalisation applies to each GATConv's linear map."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "elu",
+                 dropout: float = 0.0, lipschitz_c: float | None = None, seed: int | None = None):
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed)
+
+    @staticmethod
+    def _layer(hidden):
+        from torch_geometric.nn import GATConv
+
+        return GATConv(hidden, hidden, heads=1, bias=False)
+
+    def operator(self, graph: Graph, device=None):
+        return graph.edge_index.to(device) if device is not None else graph.edge_index
+
+    @staticmethod
+    def _branch(layer, X, edge_index):
+        return layer(X, edge_index)

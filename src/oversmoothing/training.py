@@ -1,0 +1,171 @@
+"""Full-batch training that records, every ``record_every`` epochs, the per-layer signals.
+
+Each step is ONE traced forward/backward (:func:`oversmoothing.signals.trace`): the measures of
+X(k), B(k) = dL/dH(k), G(k) = dL/dX(k) and the gradient norms ||dL/dW(k)||_F come from the
+very pass that produces the update, taken *before* the update of that epoch (epoch 0 = at init).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from .measures import measure, spectral_norm
+from .signals import trace
+
+__all__ = ["resolve_device", "History", "fit", "accuracy", "OPTIMIZERS"]
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+SIGNALS = ("X", "H", "B", "G")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a fallback."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but no CUDA GPU is available "
+                             f"(torch.cuda.is_available() is False); use device='auto' or 'cpu'")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; choose 'auto', 'cpu' or 'cuda[:i]'")
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+    if int(mask.sum()) == 0:
+        return float("nan")
+    return float((logits[mask].argmax(1) == y[mask]).double().mean())
+
+
+def _progress_enabled(progress):
+    if progress is not None:
+        return progress
+    return os.environ.get("OVERSMOOTHING_PROGRESS", "1") not in ("0", "false", "no")
+
+
+@dataclass
+class History:
+    """Tidy training record.
+
+    epochs : one row per epoch  (epoch, loss, train_acc, val_acc, test_acc, diverged, seconds)
+    layers : one row per (recorded epoch, layer k)  (grad_norm = ||dL/dW(k)||_F, w_spec = ||W(k)||_2,
+             and one column "<measure>_<signal>" per requested measure and signal)
+    """
+
+    epochs: pd.DataFrame
+    layers: pd.DataFrame
+    diverged_at: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+
+def _finite(sig) -> bool:
+    if not math.isfinite(sig.loss):
+        return False
+    return all(g is None or bool(torch.isfinite(g).all()) for g in sig.dW)
+
+
+def _layer_rows(epoch, sig, graph, measures, signals):
+    rows = []
+    L = sig.depth
+    per_signal = {"X": sig.X, "G": sig.G, "H": [None] + sig.H, "B": [None] + sig.B}
+    for k in range(L + 1):
+        row = {"epoch": epoch, "layer": k}
+        if k >= 1:
+            dw, w = sig.dW[k - 1], sig.W[k - 1]
+            row["grad_norm"] = float("nan") if dw is None else float(torch.linalg.norm(dw.double()))
+            row["w_spec"] = spectral_norm(w)
+        for s in signals:
+            seq = per_signal[s]
+            T = seq[k] if k < len(seq) else None
+            for m in measures:
+                row[f"{m}_{s}"] = measure(m, T, graph) if T is not None else float("nan")
+        rows.append(row)
+    return rows
+
+
+def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: float = 0.0,
+        optimizer: str = "adam", loss: str = "ce", params=None, measures=("E",), signals=("X", "B"),
+        record_every: int = 1, device="auto", seed: int | None = 0, progress: bool | None = None,
+        desc: str | None = None) -> History:
+    """Train ``model`` on ``graph`` full-batch and return a :class:`History`.
+
+    params       : parameters to optimise (default: all); every layer's gradient is recorded anyway,
+                   so ``params=model.layers[-1].parameters()`` trains only the last layer (C5).
+    measures     : names from :data:`oversmoothing.measures.MEASURES`, applied to each of ``signals``
+                   (subset of X, H, B, G) at every recorded epoch.
+    NaN/Inf in the loss or a gradient is recorded (``diverged`` column, ``History.diverged_at``)
+    and ends training; it never raises.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    bad = [s for s in signals if s not in SIGNALS]
+    if bad:
+        raise ValueError(f"unknown signal(s) {bad}; choose from {SIGNALS}")
+    for m in measures:
+        measure(m, None)  # validates the name
+    dev = resolve_device(device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = model.to(dev)
+    g = graph.to(dev)
+    op = model.operator(g, dev)
+    opt = OPTIMIZERS[optimizer](list(params) if params is not None else model.parameters(), lr=lr,
+                                weight_decay=weight_decay)
+    needs_eval_pass = any(getattr(m, "p", 0) for m in model.modules()
+                          if isinstance(m, torch.nn.Dropout)) or getattr(model, "dropout", 0)
+
+    from tqdm import tqdm
+
+    epoch_rows, layer_rows, diverged_at = [], [], None
+    start = time.perf_counter()
+    bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
+               leave=False, mininterval=1.0)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+        ok = _finite(sig)
+        if needs_eval_pass:
+            model.eval()
+            with torch.no_grad():
+                logits = model(g.x, op)
+        else:
+            logits = sig.logits
+        row = dict(epoch=epoch, loss=sig.loss if ok else float("nan"),
+                   train_acc=accuracy(logits, g.y, g.train_mask), val_acc=accuracy(logits, g.y, g.val_mask),
+                   test_acc=accuracy(logits, g.y, g.test_mask), diverged=not ok)
+        if epoch % record_every == 0 or epoch == epochs or not ok:
+            layer_rows += _layer_rows(epoch, sig, g, measures, signals)
+        if not ok:
+            diverged_at = epoch
+            row["seconds"] = time.perf_counter() - t0
+            epoch_rows.append(row)
+            break
+        if epoch < epochs:  # epoch `epochs` only records the final state
+            opt.step()
+        row["seconds"] = time.perf_counter() - t0
+        epoch_rows.append(row)
+        bar.set_postfix(loss=f"{sig.loss:.3g}", refresh=False)
+    bar.close()
+    meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
+                wall_time_s=time.perf_counter() - start)
+    return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)
