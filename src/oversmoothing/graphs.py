@@ -235,41 +235,43 @@ def to_scipy(P: torch.Tensor) -> sp.csr_matrix:
     return sp.csr_matrix(P.detach().double().cpu().numpy())
 
 
-def bistochastic(graph: Graph, device=None) -> torch.Tensor:
+def bistochastic(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:
     """P = I - (D - A) / d_max  (paper 1): symmetric, non-negative, rows and columns sum to 1."""
     A = adjacency(graph)
     deg = np.asarray(A.sum(1)).ravel()
     d_max = deg.max() if deg.size and deg.max() > 0 else 1.0
     P = sp.eye(graph.num_nodes) - (sp.diags(deg) - A) / d_max
-    return _to_torch(P, device)
+    return _to_torch(P, device, dtype)
 
 
-def gcn(graph: Graph, device=None) -> torch.Tensor:
+def gcn(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:
     """P = D~^{-1/2} (A + I) D~^{-1/2}, D~ = D + I  (Kipf & Welling; paper 2's GCN).
 
     Symmetric and non-negative; its top eigenvector is D~^{1/2} 1, not 1, so rows do not sum to 1."""
     A = adjacency(graph) + sp.eye(graph.num_nodes)
     d = np.asarray(A.sum(1)).ravel()
     Dm = sp.diags(1.0 / np.sqrt(d))
-    return _to_torch(Dm @ A @ Dm, device)
+    return _to_torch(Dm @ A @ Dm, device, dtype)
 
 
-def identity(graph: Graph, device=None) -> torch.Tensor:
+def identity(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:
     """P = I: turns every GNN of this library into the MLP of the same depth."""
-    return _to_torch(sp.eye(graph.num_nodes), device)
+    return _to_torch(sp.eye(graph.num_nodes), device, dtype)
 
 
 PROPAGATIONS = {"bistochastic": bistochastic, "gcn": gcn, "identity": identity}
 
 
-def propagation(graph: Graph, kind: str = "bistochastic", device=None) -> torch.Tensor:
+def propagation(graph: Graph, kind: str = "bistochastic", device=None, dtype=torch.float32) -> torch.Tensor:
     """The propagation operator ``kind`` of ``graph`` on ``device``: a sparse CSR tensor, or a
-    dense tensor for graphs denser than ``DENSE_ABOVE``."""
+    dense tensor for graphs denser than ``DENSE_ABOVE``.  ``dtype=torch.float64`` builds it in double
+    precision from the float64 scipy matrix (rows then sum to 1 to ~1e-16, not ~1e-7), for measurements
+    that follow a signal below float32 resolution."""
     try:
         make = PROPAGATIONS[kind]
     except KeyError:
         raise ValueError(f"unknown propagation {kind!r}; choose one of {sorted(PROPAGATIONS)}") from None
-    return make(graph, device)
+    return make(graph, device) if dtype == torch.float32 else make(graph, device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- spectrum
@@ -300,7 +302,10 @@ def second_eigenvalue(P, *, tol: float = 1e-8) -> float:
 
     op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(n)
-    val = spla.eigsh(op, k=1, which="LM", tol=tol, v0=v0 - u * (u @ v0), return_eigenvectors=False)
+    v0 -= u * (u @ v0)
+    if np.linalg.norm(matvec(v0)) <= 1e-12 * np.linalg.norm(v0):
+        return 0.0  # P = u u^T exactly (e.g. the GCN operator of a complete graph): nothing else survives
+    val = spla.eigsh(op, k=1, which="LM", tol=tol, v0=v0, return_eigenvectors=False)
     return float(abs(val[0]))
 
 

@@ -1,0 +1,111 @@
+"""Initialisation, Lipschitz normalisation, training records and bad input."""
+import math
+
+import pytest
+import torch
+
+from oversmoothing import graphs as G
+from oversmoothing import measures as ms
+from oversmoothing import models as M
+from oversmoothing import training as T
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return G.csbm(n=100, classes=2, avg_degree=8, ratio=3.0, dim=6, mean_sep=2.0, seed=0)
+
+
+@pytest.mark.parametrize("s", [0.3, 1.0, 6.25])
+def test_spectral_init_sets_every_spectral_norm_to_s(graph, s):
+    model = M.VanillaGNN(graph.num_features, 16, 2, 5, s=s, seed=0)
+    for W in M.weights(model):
+        assert ms.spectral_norm(W) == pytest.approx(s, rel=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda g: M.VanillaGNN(g.num_features, 16, 2, 4, lipschitz_c=4.0, seed=0),
+    lambda g: M.ResidualGCN(g.num_features, 16, 2, 4, lipschitz_c=4.0, seed=0),
+    lambda g: M.ResidualGAT(g.num_features, 16, 2, 3, lipschitz_c=4.0, seed=0),
+])
+def test_lipschitz_normalisation_holds_before_and_during_training(graph, make):
+    model = make(graph)
+    T.fit(model, graph, epochs=5, lr=0.05, progress=False, measures=())
+    for W in M.weights(model):
+        fro = float(torch.linalg.norm(W.detach()))
+        assert fro == pytest.approx(4.0, rel=1e-5)
+        assert ms.spectral_norm(W) <= fro + 1e-5
+
+
+def test_lipschitz_parametrisation_leaves_raw_weights_to_the_optimiser(graph):
+    model = M.ResidualGCN(graph.num_features, 16, 2, 2, lipschitz_c=4.0, seed=0)
+    layer = model.layers[0]
+    raw = layer.parametrizations.weight.original
+    assert raw.requires_grad and not torch.allclose(torch.linalg.norm(raw), torch.tensor(4.0))
+
+
+def test_same_seed_same_numbers_different_seed_different_numbers(graph):
+    def run(seed):
+        model = M.VanillaGNN(graph.num_features, 8, 2, 3, seed=seed)
+        return T.fit(model, graph, epochs=5, seed=seed, progress=False).epochs["loss"].tolist()
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_fit_history_is_tidy(graph):
+    model = M.VanillaGNN(graph.num_features, 8, 2, 4, seed=0)
+    h = T.fit(model, graph, epochs=6, record_every=3, measures=("E", "rel_mu"), signals=("X", "B", "G"), progress=False)
+    assert list(h.epochs.epoch) == list(range(7))
+    assert set(h.layers.epoch) == {0, 3, 6}
+    assert set(h.layers.layer) == set(range(5))
+    for col in ("grad_norm", "w_spec", "E_X", "E_B", "rel_mu_X", "rel_mu_G"):
+        assert col in h.layers
+    at0 = h.layers[h.layers.epoch == 0].set_index("layer")
+    assert math.isnan(at0.loc[0, "E_B"]) and at0.loc[1:, "E_B"].gt(0).all()
+    assert not h.diverged and h.meta["device"] == "cpu"
+
+
+def test_training_only_the_last_layer_still_records_every_gradient(graph):
+    model = M.VanillaGNN(graph.num_features, 8, 2, 4, seed=0)
+    first = model.layers[0].weight.detach().clone()
+    h = T.fit(model, graph, epochs=3, params=model.layers[-1].parameters(), progress=False)
+    assert torch.equal(first, model.layers[0].weight.detach())
+    assert h.layers[(h.layers.epoch == 3) & (h.layers.layer == 1)].grad_norm.item() > 0
+
+
+def test_divergence_is_recorded_not_raised(graph):
+    model = M.VanillaGNN(graph.num_features, 8, 2, 6, activation="relu", propagation="identity", s=50.0, seed=0)
+    h = T.fit(model, graph, epochs=50, lr=1e3, optimizer="sgd", progress=False)
+    assert h.diverged and h.epochs.diverged.iloc[-1]
+    assert h.diverged_at == h.epochs.epoch.iloc[-1] < 50
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda g: M.VanillaGNN(6, 8, 2, -1), "depth must be an integer >= 1, got -1"),
+    (lambda g: M.VanillaGNN(6, 8, 2, 0), "depth must be an integer >= 1, got 0"),
+    (lambda g: M.ResidualGCN(6, 8, 2, 2.5), "depth must be an integer"),
+    (lambda g: M.VanillaGNN(6, 8, 2, 3, activation="sigmoidish"), "unknown activation 'sigmoidish'.*softplus"),
+    (lambda g: M.ResidualGCN(6, 8, 2, 3, lipschitz_c=0), "c must be > 0, got 0"),
+    (lambda g: M.ResidualGAT(6, 8, 2, 3, lipschitz_c=-1.0), "c must be > 0"),
+    (lambda g: M.VanillaGNN(6, 8, 2, 3, s=0.0), "spectral norm s must be > 0"),
+    (lambda g: T.fit(M.VanillaGNN(6, 8, 2, 2), g, epochs=-3), "epochs must be a non-negative integer"),
+    (lambda g: T.fit(M.VanillaGNN(6, 8, 2, 2), g, optimizer="lbfgs"), "unknown optimizer"),
+    (lambda g: T.fit(M.VanillaGNN(6, 8, 2, 2), g, measures=("energy",)), "unknown measure"),
+    (lambda g: T.fit(M.VanillaGNN(6, 8, 2, 2), g, signals=("Q",)), "unknown signal"),
+    (lambda g: T.resolve_device("tpu"), "unknown device 'tpu'"),
+])
+def test_bad_input_gives_a_clear_error(graph, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(graph)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_a_gpu_is_a_clear_error(graph):
+    with pytest.raises(ValueError, match="device='cuda'.*no CUDA GPU.*'auto' or 'cpu'"):
+        T.resolve_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        T.fit(M.VanillaGNN(6, 8, 2, 2), graph, device="cuda", progress=False)
+
+
+def test_auto_device_resolves_to_an_available_one():
+    assert T.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
