@@ -108,3 +108,10 @@ def test_dense_graphs_get_a_dense_operator_with_the_same_values():
     sparse = G.bistochastic(G.ring(120))
     assert sparse.layout == torch.sparse_csr
     assert np.allclose(P.numpy().sum(1), 1.0, atol=1e-6)
+
+
+def test_csbm_search_stays_within_feasible_ratios():
+    # d = 560 > n/C = 350 bounds p_in/p_out by (700-350)/(560-350) = 1.67; the search must not step past it
+    g = G.csbm(700, 2, 560, lam=0.16, seed=0)
+    assert abs(g.meta["lambda"] - 0.16) <= 0.01
+    assert g.meta["p_in"] <= 1.0

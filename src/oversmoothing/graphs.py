@@ -181,11 +181,13 @@ def csbm(n: int = 1000, classes: int = 2, avg_degree: float = 50.0, *, dim: int 
         raise ValueError(f"lam={lam} is unreachable: with n={n}, avg_degree={avg_degree} the random part of the "
                          f"spectrum already gives lambda={l_lo:.3f}; raise avg_degree (denser graphs have a lower floor)")
     # grow the ratio until lambda overshoots the target, then bisect (lambda increases with p_in/p_out)
-    p_out_max_ratio = (n - 1) / avg_degree * classes  # p_in <= 1
+    # p_in = r d / ((n/C) r + n - n/C) <= 1  <=>  r (d - n/C) <= n - n/C: bounded only when d > n/C
+    block = n / classes
+    r_max = (n - block) / (avg_degree - block) if avg_degree > block else float("inf")
     while True:
-        hi = min(hi * 2, p_out_max_ratio)
+        hi = min(hi * 2, r_max)
         g, l_hi = draw(hi)
-        if l_hi >= lam - lam_tol or hi >= p_out_max_ratio:
+        if l_hi >= lam - lam_tol or hi >= r_max or hi > 1e6:
             break
     if l_hi < lam - lam_tol:
         raise ValueError(f"lam={lam} is unreachable: even p_in=1 gives lambda={l_hi:.3f}; lower avg_degree")
