@@ -75,3 +75,16 @@ def test_unknown_loss_is_a_clear_error(graph):
     model = M.VanillaGNN(graph.num_features, 8, 2, 2)
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         S.trace(model, graph.x, model.operator(graph), graph.y, graph.train_mask, loss="hinge")
+
+
+def test_sparse_symmetric_propagation_has_the_exact_gradient():
+    g = G.ring(60)  # sparse enough to be stored as CSR
+    for kind in ("bistochastic", "gcn"):
+        P = G.propagation(g, kind).double()
+        assert P.layout == torch.sparse_csr
+        X = torch.randn(60, 5, dtype=torch.float64, requires_grad=True)
+        Xd = X.detach().clone().requires_grad_(True)
+        weights_out = torch.randn(60, 5, dtype=torch.float64)
+        (M.propagate(P, X) * weights_out).sum().backward()
+        (P.to_dense() @ Xd * weights_out).sum().backward()
+        assert torch.allclose(X.grad, Xd.grad, atol=1e-12)

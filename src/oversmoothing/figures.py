@@ -35,7 +35,7 @@ def use_style(context: str = "notebook") -> None:
     """Seaborn whitegrid theme, colour-blind palette, readable sizes, crisp PNGs in the book."""
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=0.95,
                   rc={"figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (6.4, 4.0),
-                      "axes.titleweight": "semibold", "axes.spines.top": False, "axes.spines.right": False,
+                      "axes.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False,
                       "legend.frameon": False, "figure.constrained_layout.use": True})
 
 

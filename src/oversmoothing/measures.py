@@ -21,7 +21,8 @@ import math
 
 import torch
 
-__all__ = ["mu", "E", "dirichlet", "mad", "rel_mu", "rel_E", "rel_dirichlet", "MEASURES",
+__all__ = ["mu", "E", "dirichlet", "mad", "rel_mu", "rel_E", "rel_dirichlet", "rel_mu_gcn", "gcn_limit_basis", "MEASURES",
+           "OPERATOR_MEASURES",
            "measure", "spectral_norm", "theorem2_bound", "pairwise_sq_sum", "laplacian_quadratic"]
 
 
@@ -100,6 +101,46 @@ def rel_dirichlet(X: torch.Tensor, edge_index: torch.Tensor) -> float:
     return 0.0 if nrm2 == 0 else dirichlet(X, edge_index) / nrm2
 
 
+def gcn_limit_basis(edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    """Orthonormal basis U [n, c] of the eigenvalue-1 eigenspace of the GCN operator
+    D~^{-1/2}(A+I)D~^{-1/2}: one vector u_c proportional to sqrt(d_i + 1) on each connected component c
+    (zero elsewhere).  Powers of the operator converge to U U^T (self-loops exclude the eigenvalue -1)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    ei = edge_index.detach().cpu().numpy()
+    A = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    ncomp, labels = connected_components(A, directed=False)
+    deg = np.bincount(ei[0], minlength=n).astype(float) + 1.0
+    U = np.zeros((n, ncomp))
+    U[np.arange(n), labels] = np.sqrt(deg)
+    U /= np.linalg.norm(U, axis=0, keepdims=True)
+    return torch.from_numpy(U)
+
+
+_BASIS_CACHE: dict = {}
+
+
+def rel_mu_gcn(X: torch.Tensor, edge_index: torch.Tensor) -> float:
+    """||X - U U^T X||_F / ||X||_F with U = :func:`gcn_limit_basis`: the relative distance of X from the
+    subspace that powers of the GCN operator D~^{-1/2}(A+I)D~^{-1/2} converge to (on a connected graph
+    span(D~^{1/2} 1) v^T, not the constant rows 1 v^T that ``rel_mu`` measures against).  On a graph with
+    unequal degrees or several components ``rel_mu`` of a GCN-oversmoothed signal stays at a floor; this
+    one goes to 0.  Equal to ``rel_mu`` on a connected regular graph."""
+    n = X.shape[0]
+    key = (edge_index.data_ptr(), tuple(edge_index.shape), n)
+    U = _BASIS_CACHE.get(key)
+    if U is None:
+        if len(_BASIS_CACHE) > 8:
+            _BASIS_CACHE.clear()
+        U = _BASIS_CACHE[key] = gcn_limit_basis(edge_index, n)
+    X = X.double()
+    U = U.to(X.device)
+    nrm = float(torch.linalg.norm(X))
+    return 0.0 if nrm == 0 else float(torch.linalg.norm(X - U @ (U.t() @ X))) / nrm
+
+
 MEASURES = {
     "E": lambda X, g: E(X),
     "mu": lambda X, g: mu(X),
@@ -111,12 +152,18 @@ MEASURES = {
 }
 
 
+# Measured against the limit subspace of a propagation operator rather than the constant rows, so
+# (unlike MEASURES) not zero on a constant signal X = 1 v^T on an irregular graph.
+OPERATOR_MEASURES = {
+    "rel_mu_gcn": lambda X, g: rel_mu_gcn(X, g.edge_index),
+}
+
+
 def measure(name: str, X: torch.Tensor, graph=None) -> float:
-    """Evaluate one of :data:`MEASURES` by name (graph-based ones need ``graph``)."""
-    try:
-        fn = MEASURES[name]
-    except KeyError:
-        raise ValueError(f"unknown measure {name!r}; choose one of {sorted(MEASURES)}") from None
+    """Evaluate one of :data:`MEASURES` or :data:`OPERATOR_MEASURES` by name (graph-based ones need ``graph``)."""
+    fn = MEASURES.get(name) or OPERATOR_MEASURES.get(name)
+    if fn is None:
+        raise ValueError(f"unknown measure {name!r}; choose one of {sorted(MEASURES) + sorted(OPERATOR_MEASURES)}")
     if X is None:
         return float("nan")
     return fn(X, graph)

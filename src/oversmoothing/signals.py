@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .models import Trace, weights
+from .models import Trace, main_weight, weights
 
-__all__ = ["Signals", "trace", "loss_fn", "LOSSES"]
+__all__ = ["Signals", "trace", "loss_fn", "LOSSES", "ACTIVATION_DERIVATIVES", "linear_backward_error",
+           "backward_mean_prediction"]
 
 
 def _cross_entropy(logits, y, mask):
@@ -85,21 +86,94 @@ def trace(model, x, op, y, mask, *, loss: str = "ce", backward: bool = True) -> 
         X=[xk.detach() for xk in record.X],
         B=[grad(h) for h in record.H],
         G=[grad(xk) if xk.requires_grad else None for xk in record.X],
-        W=[w.detach() for w in Ws],
+        W=[None if w is None else w.detach() for w in Ws],
         dW=[_weight_grad(model, k) for k in range(len(Ws))],
     )
     return L, sig
 
 
 def _weight_grad(model, k):
-    """dL/dW(k) in paper orientation [d_in, d_out].  Under Lipschitz normalisation
-    W = c W_raw/||W_raw||_F this is the gradient of the raw parameter, the one the optimiser uses."""
-    layer = model.layers[k]
-    mod = layer if hasattr(layer, "weight") and not hasattr(layer, "lin") else layer.lin
-    if hasattr(mod, "parametrizations") and "weight" in mod.parametrizations:
-        g = mod.parametrizations.weight.original.grad
+    """dL/dW(k) in paper orientation [d_in, d_out] (None for a weightless layer).  Under Lipschitz
+    normalisation W = c W_raw/||W_raw||_F this is the gradient of the raw parameter, the one the
+    optimiser uses."""
+    spec = main_weight(model.layers[k])
+    if spec is None:
+        return None
+    owner, name, transposed = spec
+    if hasattr(owner, "parametrizations") and name in owner.parametrizations:
+        g = owner.parametrizations[name].original.grad
     else:
-        g = mod.weight.grad
+        g = getattr(owner, name).grad
     if g is None:
         return None
-    return g.detach() if not hasattr(layer, "lin") else g.detach().t()
+    return g.detach().t() if transposed else g.detach()
+
+
+# ----------------------------------------------------------------------------- paper 1, Section 4
+ACTIVATION_DERIVATIVES = {
+    "softplus": torch.sigmoid,                                   # softplus' = sigmoid
+    "tanh": lambda h: 1.0 - torch.tanh(h) ** 2,
+    "relu": lambda h: (h > 0).to(h.dtype),
+    "elu": lambda h: torch.where(h > 0, torch.ones_like(h), torch.exp(h)),
+}
+
+
+def _rho_prime(activation: str):
+    try:
+        return ACTIVATION_DERIVATIVES[activation]
+    except KeyError:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATION_DERIVATIVES)}") from None
+
+
+def linear_backward_error(sig: Signals, op, activation: str = "softplus"):
+    """How far the backward recursion of a traced :class:`~oversmoothing.models.VanillaGNN` is from linear.
+
+    The exact recursion (P symmetric, as every operator of this library; ``op=None`` is P = I, the MLP) is
+
+        B(k) = rho'(H(k)) ⊙ (P^T B(k+1) W(k+1)^T),          k = 1..L-1.
+
+    Paper 1's linear regime replaces rho'(H(k)) by its node-average, the row vector
+    c_k = 1^T rho'(H(k)) / n (one value per feature), broadcast to every node:
+
+        B_lin(k) = 1 c_k^T ⊙ (P^T B(k+1) W(k+1)^T).
+
+    It is accurate when H(k) is nearly constant across nodes, i.e. once the forward signal is
+    oversmoothed.  Returns a numpy array ``err`` of length L with
+    err[k-1] = ||B(k) - B_lin(k)||_F / ||B(k)||_F  for k = 1..L-1 and err[L-1] = nan (no layer after L).
+    """
+    import numpy as np
+
+    from .models import propagate
+
+    drho = _rho_prime(activation)
+    L = sig.depth
+    err = np.full(L, np.nan)
+    for k in range(1, L):  # paper layer k; lists are 0-based
+        Bk, Bnext, Wnext, Hk = sig.B[k - 1], sig.B[k], sig.W[k], sig.H[k - 1]
+        back = propagate(op, Bnext @ Wnext.t())            # P^T B(k+1) W(k+1)^T  (P^T = P)
+        c = drho(Hk).mean(0, keepdim=True)                 # node-average of rho'(H(k)), shape [1, d]
+        nrm = float(torch.linalg.norm(Bk.double()))
+        err[k - 1] = float(torch.linalg.norm((Bk - c * back).double())) / nrm if nrm > 0 else np.nan
+    return err
+
+
+def backward_mean_prediction(sig: Signals, activation: str = "softplus") -> list:
+    """Paper 1's oversmoothed limit of the backward errors, predicted from the average output error.
+
+    In the linear regime B(k) ≈ 1 c_k^T ⊙ (P^T B(k+1) W(k+1)^T), and since P is bi-stochastic
+    (1^T P^T = 1^T; also for P = I), the node-averages b(k) = B(k)^T 1 / n obey
+
+        b(k) = c_k ⊙ (W(k+1) b(k+1)),      b(L) = B(L)^T 1 / n  (the average output error),
+
+    so every b(k) is set by 1^T B(L) alone.  Returns the predicted b(k) for k = 1..L (index k-1) as
+    1-D tensors; compare with the measured ``sig.B[k-1].mean(0)``.  When the forward signal is
+    oversmoothed B(k) itself tends to the constant matrix 1 b(k)^T.
+    """
+    drho = _rho_prime(activation)
+    L = sig.depth
+    pred = [None] * L
+    pred[L - 1] = sig.B[L - 1].mean(0)
+    for k in range(L - 1, 0, -1):
+        c = drho(sig.H[k - 1]).mean(0)
+        pred[k - 1] = c * (sig.W[k] @ pred[k])
+    return pred

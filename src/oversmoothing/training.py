@@ -87,7 +87,7 @@ def _layer_rows(epoch, sig, graph, measures, signals):
         if k >= 1:
             dw, w = sig.dW[k - 1], sig.W[k - 1]
             row["grad_norm"] = float("nan") if dw is None else float(torch.linalg.norm(dw.double()))
-            row["w_spec"] = spectral_norm(w)
+            row["w_spec"] = float("nan") if w is None else spectral_norm(w)
         for s in signals:
             seq = per_signal[s]
             T = seq[k] if k < len(seq) else None
@@ -130,7 +130,8 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     opt = OPTIMIZERS[optimizer](list(params) if params is not None else model.parameters(), lr=lr,
                                 weight_decay=weight_decay)
     needs_eval_pass = any(getattr(m, "p", 0) for m in model.modules()
-                          if isinstance(m, torch.nn.Dropout)) or getattr(model, "dropout", 0)
+                          if isinstance(m, torch.nn.Dropout)) or getattr(model, "dropout", 0) \
+        or getattr(model, "stochastic", False)  # e.g. DropEdge: evaluate without the randomness
 
     from tqdm import tqdm
 
