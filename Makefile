@@ -40,7 +40,8 @@ test: $(STAMP) chromium
 	$(PY) -m pytest
 
 benchmarks: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/bench_library.py
+	$(PY) benchmarks/bench_build.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \

@@ -13,9 +13,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Claim", "ClaimsTable", "Provenance", "VERDICTS"]
+__all__ = ["Claim", "ClaimsTable", "Provenance", "VERDICTS", "md_cell"]
 
 VERDICTS = ("reproduced", "not reproduced", "partly reproduced", "not judged")
+
+
+def md_cell(v) -> str:
+    """Text for a Markdown table cell: no newlines, ``|`` escaped, ``*`` escaped outside ``$math$``
+    (``s*lambda ... r*s`` would otherwise turn into italics)."""
+    parts = str(v).replace("\n", " ").split("$")
+    parts = [p.replace("*", "\\*") if i % 2 == 0 else p for i, p in enumerate(parts)]
+    return "$".join(parts).replace("|", "\\|").strip()
 
 
 @dataclass
@@ -76,9 +84,8 @@ class ClaimsTable:
 
     def to_markdown(self) -> str:
         head = "| claim | paper says | measured | criterion | verdict |\n|---|---|---|---|---|\n"
-        esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        return head + "".join(f"| {c.id} | {esc(c.claim)} | {esc(c.measured)} | {esc(c.criterion)} | **{c.verdict}** |\n"
-                              for c in self.claims)
+        return head + "".join(f"| {c.id} | {md_cell(c.claim)} | {md_cell(c.measured)} | {md_cell(c.criterion)} "
+                              f"| **{c.verdict}** |\n" for c in self.claims)
 
     def show(self):
         from IPython.display import Markdown, display

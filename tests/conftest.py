@@ -1,0 +1,45 @@
+"""Fixtures of the book runner's tests: the whole book built once (smoke profile) and a mini book."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_BOOK = Path(__file__).resolve().parent / "fixtures" / "minibook"
+
+
+def runner(*args, cwd=None, check=False) -> subprocess.CompletedProcess:
+    """``python -m oversmoothing ARGS`` in a subprocess (what a user types)."""
+    env = {**os.environ, "OVERSMOOTHING_PROGRESS": "0"}
+    mirror = ROOT.parent / "shared" / "datasets"
+    if "OVERSMOOTHING_DATA_MIRROR" not in env and (mirror / "SHA256SUMS").is_file():
+        env["OVERSMOOTHING_DATA_MIRROR"] = str(mirror)
+    proc = subprocess.run([sys.executable, "-m", "oversmoothing", *map(str, args)], cwd=cwd or ROOT,
+                          env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        pytest.fail(f"oversmoothing {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The whole book of _toc.yml built once per session in the smoke profile, outside the
+    developer's _build/ and _staging/. Returns the paths the tests read."""
+    tmp = tmp_path_factory.mktemp("smoke_book")
+    jobs = max(1, min(2, os.cpu_count() or 1))
+    runner("--root", ROOT, "build", "--profile", "smoke", "--device", "cpu", "--jobs", jobs,
+           "--staging", tmp / "staging", "--out", tmp / "out", "--no-progress", check=True)
+    return {"html": tmp / "out" / "_build" / "html", "site": tmp / "staging" / "smoke" / "site", "tmp": tmp}
+
+
+@pytest.fixture
+def minibook(tmp_path) -> Path:
+    """A private copy of the two-chapter fixture book (01_ok works, 02_raises raises)."""
+    dst = tmp_path / "minibook"
+    shutil.copytree(FIXTURE_BOOK, dst)
+    return dst

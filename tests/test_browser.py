@@ -1,0 +1,59 @@
+"""Headless Chromium renders the built book: math typeset by the offline MathJax, images loaded."""
+from __future__ import annotations
+
+import html as htmllib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from oversmoothing import book
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+# appended to a copy of the page: after load, record for every <img> whether it decoded
+PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const r = [...document.images].map(i => (i.complete && i.naturalWidth > 0 ? 'ok ' : 'BROKEN ') + i.getAttribute('src'));
+  document.documentElement.setAttribute('data-images', r.join('|') || 'none');
+}, 500));</script>"""
+
+
+def _chromium(*args, tmp: Path) -> str:
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=15000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+def _check_page(page: Path, tmp: Path, png: Path):
+    probe = page.with_name(page.stem + ".__probe.html")     # same folder: relative links still work
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium("--dump-dom", probe.as_uri(), tmp=tmp)
+    probe.unlink()
+    assert "<body" in dom, f"chromium rendered nothing for {page.name}"
+    body = re.sub(r"<(script|style|mjx-assistive-mml)\b.*?</\1>", " ", dom, flags=re.S)
+    text = htmllib.unescape(re.sub(r"<[^>]+>", " ", body))
+    assert "\\(" not in text and "\\[" not in text, f"{page.name}: raw LaTeX left visible (MathJax did not run)"
+    if 'class="math' in page.read_text():
+        assert "<mjx-container" in dom, f"{page.name}: math not typeset"
+    images = re.search(r'data-images="([^"]*)"', dom)
+    assert images, f"{page.name}: the image probe did not run"
+    assert "BROKEN" not in images.group(1), f"{page.name}: images failed to load: {images.group(1)}"
+    _chromium(f"--screenshot={png}", "--window-size=1280,1800", page.as_uri(), tmp=tmp)
+    assert png.is_file() and png.stat().st_size > 10_000, f"no screenshot of {page.name}"
+    return images.group(1)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_intro_and_a_chapter_render_in_chromium(smoke_book, tmp_path):
+    html = smoke_book["html"]
+    _check_page(html / "book" / "intro.html", tmp_path, tmp_path / "intro.png")
+    chs = book.chapters(ROOT)
+    page = html / (chs[0].entry + ".html") if chs else html / "book" / "report.html"
+    images = _check_page(page, tmp_path, tmp_path / "chapter.png")
+    if chs:
+        assert "ok ../_images/" in images, f"no figure loaded on {page.name}: {images}"
