@@ -1,0 +1,240 @@
+"""Small experiment helpers shared by the chapters on paper 1's training traps (04, 05).
+
+* :func:`make_vanilla` builds paper 1's vanilla GNN or the MLP of the same depth with a chosen
+  initialisation (Glorot, scaled orthogonal, or Gaussian with a given spectral norm);
+* :func:`train_grid` trains a list of such models and stacks their histories in two tidy tables;
+* :func:`collapse_epoch` finds the first epoch at which every layer's gradient is near zero;
+* :func:`train_last_layer` trains W(L) alone and records every layer's gradient (Theorem 3);
+* :func:`chance_loss` is the loss of the best constant predictor (log C for cross-entropy, sigma_y^2
+  for the regression variant), the level Corollary 2's trapped points sit at;
+* :func:`proposition2` builds the explicit MLP counter-example (and its GNN analogue) by hand.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .models import VanillaGNN, spectral_init_
+from .training import fit
+
+__all__ = ["KINDS", "INITS", "orthogonal_init_", "make_vanilla", "train_grid", "collapse_epoch",
+           "train_last_layer", "solve_last_layer_", "gradient_profile", "chance_loss", "proposition2"]
+
+KINDS = {"GNN": "bistochastic", "MLP": "identity"}
+INITS = ("glorot", "orthogonal", "gaussian")
+
+
+@torch.no_grad()
+def orthogonal_init_(model, gain: float = 1.0, seed: int | None = None):
+    """Re-initialise every W(k) of ``model.layers`` as ``gain`` times a (semi-)orthogonal matrix,
+    so that every singular value of W(k), hence its spectral norm ||W(k)||_2, equals ``gain``."""
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    for layer in model.layers:
+        W = layer.weight
+        A = torch.randn(max(W.shape), min(W.shape), generator=gen, dtype=torch.float64)
+        Q, R = torch.linalg.qr(A)
+        Q = Q * torch.sign(torch.diagonal(R))  # uniform (Haar) orientation
+        W.copy_((Q if W.shape[0] >= W.shape[1] else Q.t()).to(W.dtype) * gain)
+    return model
+
+
+def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "softplus",
+                 init: str = "orthogonal", s: float = 1.0, seed: int = 0) -> VanillaGNN:
+    """Paper 1's vanilla GNN (``kind='GNN'``, P = I - (D-A)/d_max) or the MLP of the same depth
+    (``kind='MLP'``, P = I), no biases.
+
+    init : 'glorot' (PyTorch's xavier_uniform, ``s`` ignored); 'orthogonal': every singular value of
+           every W(k) equals ``s``; 'gaussian': Gaussian W(k) rescaled to ||W(k)||_2 = ``s``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    model = VanillaGNN(in_dim, hidden, out_dim, depth, activation=activation, propagation=KINDS[kind],
+                       s=s if init == "gaussian" else None, seed=seed)
+    if init == "orthogonal":
+        orthogonal_init_(model, s, seed=seed)
+    return model
+
+
+def train_grid(graph, runs, *, hidden: int = 32, activation: str = "softplus", init: str = "orthogonal",
+               s: float = 1.0, epochs: int = 100, lr: float = 0.01, loss: str = "ce", device="auto",
+               record_every: int = 1, **fit_kw):
+    """Train every run of ``runs`` (dicts with keys ``kind``, ``depth``, ``seed`` and optionally any
+    of activation, init, s, lr, loss overriding the defaults) on ``graph``.
+
+    Returns (epochs, layers): the runs' :class:`~oversmoothing.training.History` tables stacked, each
+    row tagged with the run's keys (the loss name as ``objective``) and a ``model`` label such as ``"GNN L=40"``; only the gradient
+    norms and spectral norms of the weights are recorded (no per-layer signals) to keep it cheap."""
+    ep, la = [], []
+    for run in runs:
+        cfg = dict(activation=activation, init=init, s=s, lr=lr, loss=loss) | dict(run)
+        model = make_vanilla(cfg["kind"], graph.num_features, hidden, graph.num_classes, cfg["depth"],
+                             activation=cfg["activation"], init=cfg["init"], s=cfg["s"], seed=cfg["seed"])
+        h = fit(model, graph, epochs=epochs, lr=cfg["lr"], loss=cfg["loss"], measures=(), signals=(),
+                record_every=record_every, device=device, seed=cfg["seed"],
+                desc=f"{cfg['kind']} L={cfg['depth']}", **fit_kw)
+        tags = {("objective" if k == "loss" else k): v for k, v in cfg.items()}  # keep the 'loss' column
+        tags.update(model=f"{cfg['kind']} L={cfg['depth']}", diverged_at=h.diverged_at)
+        ep.append(h.epochs.assign(**tags))
+        la.append(h.layers.assign(**tags))
+    return pd.concat(ep, ignore_index=True), pd.concat(la, ignore_index=True)
+
+
+def collapse_epoch(layers: pd.DataFrame, threshold: float, epochs: pd.DataFrame | None = None,
+                   min_loss: float | None = None) -> int | None:
+    """First recorded epoch at which EVERY layer's gradient norm ||dL/dW(k)||_F is below
+    ``threshold`` (one run's ``layers`` table); None if that never happens.  An epoch at which a
+    gradient is NaN (divergence) does not count as collapsed.
+
+    With ``epochs`` (the run's epochs table) and ``min_loss``, only epochs whose training loss is still
+    >= ``min_loss`` count: the first epoch of a *trap* (near-zero gradients at a high loss), as opposed
+    to convergence to a good minimum."""
+    g = layers.loc[layers["layer"] >= 1].groupby("epoch")["grad_norm"]
+    below = g.apply(lambda v: bool(v.notna().all() and (v < threshold).all()))
+    if epochs is not None and min_loss is not None:
+        loss = epochs.set_index("epoch")["loss"].reindex(below.index)
+        below = below & (loss >= min_loss)
+    hits = below[below].index
+    return int(hits[0]) if len(hits) else None
+
+
+def train_last_layer(model, graph, *, epochs: int = 300, lr: float = 0.01, loss: str = "ce", device="auto",
+                     seed: int = 0, **fit_kw):
+    """Train only W(L) (every other weight frozen at its current value) and record every layer's
+    gradient norm at every epoch: Theorem 3 says that for a deep GNN the whole network is then at a
+    near-stationary point."""
+    return fit(model, graph, epochs=epochs, lr=lr, loss=loss, params=model.layers[-1].parameters(),
+               measures=(), signals=(), device=device, seed=seed, **fit_kw)
+
+
+def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter: int = 500):
+    """Train W(L) alone to stationarity, exactly: with every other weight frozen, the output
+    H(L) = F W(L) is linear in W(L) (F = P X(L-1) fixed), so the last layer's problem is a least-squares
+    fit (``loss='mse'``, solved in closed form) or a convex logistic regression (``loss='ce'``, solved
+    by L-BFGS in float64).  W(L) is overwritten in place; then ONE traced forward/backward pass gives
+    every layer's gradient at that point.  The model is converted to float64 (in place).
+
+    Returns (Signals, info) with info = dict(loss, last_grad, iterations)."""
+    from .graphs import propagation
+    from .signals import loss_fn, trace
+    from .training import resolve_device
+
+    dev = resolve_device(device)
+    model = model.to(dev).double()  # float64 throughout: the oversmoothed signal sits below float32 resolution
+    g = graph.to(dev)
+    op = None if model.propagation == "identity" else propagation(g, model.propagation, dev, dtype=torch.float64)
+    x, mask = g.x.double(), g.train_mask
+    with torch.no_grad():
+        X = x
+        for layer in model.layers[:-1]:
+            X = model.rho(layer(X) if op is None else op @ layer(X))
+        Fm = X if op is None else op @ X  # F = P X(L-1): H(L) = F W(L)
+    W = model.layers[-1].weight.detach().clone()
+    iters = 0
+    if loss == "mse":
+        Y = F.one_hot(g.y[mask], W.shape[1]).double()
+        A, Y = Fm[mask].cpu(), Y.cpu()
+        # truncated-SVD least squares: directions of F below 1e-10 of its top singular value are float64 noise
+        # (the oversmoothed F is nearly rank one); fitting them would only blow up W
+        W = torch.linalg.lstsq(A, Y, rcond=1e-10, driver="gelsd").solution
+        W = W.to(dev)
+    elif loss == "ce":
+        W.requires_grad_(True)
+        opt = torch.optim.LBFGS([W], lr=1.0, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=1e-15,
+                                history_size=50, line_search_fn="strong_wolfe")
+        lf = loss_fn("ce")
+
+        def closure():
+            opt.zero_grad()
+            L = lf(Fm @ W, g.y, mask)
+            L.backward()
+            return L
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a tiny problem: with several threads (and a busy CPU) each step is ~100x slower
+        try:
+            opt.step(closure)
+        finally:
+            torch.set_num_threads(threads)
+        iters = opt.state[opt._params[0]].get("n_iter", 0)
+        W = W.detach()
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose 'ce' or 'mse'")
+    with torch.no_grad():
+        model.layers[-1].weight.copy_(W)
+    model.zero_grad(set_to_none=True)
+    _, sig = trace(model, x, op, g.y, mask, loss=loss)
+    info = dict(loss=sig.loss, last_grad=float(torch.linalg.norm(sig.dW[-1].double())), iterations=iters)
+    return sig, info
+
+
+def gradient_profile(history) -> pd.DataFrame:
+    """Per layer: the gradient norm at the first and at the last recorded epoch, and their ratio."""
+    la = history.layers.loc[history.layers["layer"] >= 1]
+    first, last = la["epoch"].min(), la["epoch"].max()
+    a = la.loc[la.epoch == first].set_index("layer")["grad_norm"]
+    b = la.loc[la.epoch == last].set_index("layer")["grad_norm"]
+    return pd.DataFrame({"grad_start": a, "grad_end": b, "ratio": b / a}).reset_index()
+
+
+def chance_loss(graph, loss: str = "ce", mask=None) -> float:
+    """Training loss of the best node-independent (constant) prediction, on ``mask`` (train mask).
+
+    ce  : the entropy of the label frequencies p_c, -sum_c p_c log p_c  (= log C for balanced classes);
+    mse : sigma_y^2 := (1/2n) sum_i ||onehot(y_i) - ybar||^2 = (1 - sum_c p_c^2) / 2 with the
+          regression loss (1/2n) sum_i ||h_i - onehot(y_i)||^2  (= 1/4 for two balanced classes).
+    """
+    mask = graph.train_mask if mask is None else mask
+    p = torch.bincount(graph.y[mask], minlength=graph.num_classes).double()
+    p = p / p.sum()
+    if loss == "ce":
+        q = p[p > 0]
+        return float(-(q * q.log()).sum())
+    if loss == "mse":
+        return float(0.5 * (1 - (p ** 2).sum()))
+    raise ValueError(f"unknown loss {loss!r}; choose 'ce' or 'mse'")
+
+
+def proposition2(target_grad: float = 1.0) -> pd.DataFrame:
+    """Paper 1's Proposition 2, made explicit: a 2-layer scalar network on n = 2 nodes,
+
+        x = (1, 0),  W(1) = W(2) = 1,  rho = softplus,  output h_i = rho(x_i W(1)) W(2),
+        loss (1/2n) sum_i (h_i - y_i)^2,
+
+    with targets y chosen so that the output error e = h - y is orthogonal to X(1) = rho(x W(1))
+    (hence dL/dW(2) = X(1)^T e / n = 0) and dL/dW(1) = ``target_grad`` for the MLP (P = I).
+    The same weights and targets in the GNN with the fully oversmoothed operator P = 11^T/n
+    (lambda = 0) give a constant X(1); with the same recipe (targets making dL/dW(2) = 0, i.e. the
+    average output error 0) every layer's gradient vanishes.
+
+    Returns one row per (model, layer) with the autograd gradient, and the targets used."""
+    x = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
+    n = x.shape[0]
+    rows = []
+    for kind, P in (("MLP", torch.eye(n, dtype=torch.float64)), ("GNN", torch.full((n, n), 1.0 / n, dtype=torch.float64))):
+        with torch.no_grad():
+            h1 = P @ x  # W(1) = 1
+            X1 = F.softplus(h1)
+            out = P @ X1  # W(2) = 1
+            # error direction orthogonal to F(1) = P X(1) (so dL/dW(2) = F(1)^T e / n = 0); for the GNN
+            # F(1) is constant, so the error must have zero mean
+            F1 = (P @ X1).ravel()
+            e = torch.tensor([F1[1], -F1[0]], dtype=torch.float64) if kind == "MLP" else torch.tensor([1.0, -1.0], dtype=torch.float64)
+            # dL/dW(1) = F(0)^T [rho'(H(1)) * (P^T e W(2))] / n is linear in e: scale e to hit target_grad
+            g1 = float((P @ x).ravel() @ (torch.sigmoid(h1).ravel() * (P.t() @ e))) / n
+            if abs(g1) > 1e-12:
+                e = e * (target_grad / g1)
+            y = (out.ravel() - e)
+        W1 = torch.ones(1, 1, dtype=torch.float64, requires_grad=True)
+        W2 = torch.ones(1, 1, dtype=torch.float64, requires_grad=True)
+        h = P @ (F.softplus(P @ (x @ W1)) @ W2)
+        L = 0.5 * ((h.ravel() - y) ** 2).mean()
+        L.backward()
+        for k, W in ((1, W1), (2, W2)):
+            rows.append(dict(model=kind, layer=k, weight=float(W.detach()), grad=float(W.grad),
+                             loss=float(L.detach()), targets=[round(float(v), 6) for v in y]))
+    return pd.DataFrame(rows)
