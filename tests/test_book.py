@@ -92,6 +92,12 @@ def test_build_caches_unchanged_chapters_and_reruns_on_src_change(minibook):
     second = book.build(minibook, **kw)
     assert second.executed == [] and second.cached == ["01_ok"]
 
+    # a static asset changed with no page changed: it must still reach the HTML (no stale CSS)
+    css = minibook / "book" / "_static" / "mini.css"
+    css.write_text(css.read_text() + "/* marker-7f3a */\n")
+    assert book.build(minibook, **kw).executed == []
+    assert "marker-7f3a" in (html / "_static" / "mini.css").read_text()
+
     with open(minibook / "src" / "minilib.py", "a") as f:
         f.write("# a change to the library\n")
     third = book.build(minibook, html=False, **kw)

@@ -594,12 +594,16 @@ def _filter_toc(node, drop: set[str]):
 
 
 def _stage(root: Path, site: Path, toc: dict, chs_built: list[Chapter], all_chs: list[Chapter], profiles: dict,
-           missing: list[str] = ()):
-    """Mirror the project into ``site`` (only files that changed are rewritten, so Sphinx stays incremental)."""
+           missing: list[str] = ()) -> bool:
+    """Mirror the project into ``site`` (only files that changed are rewritten, so Sphinx stays incremental).
+
+    Returns True when a configuration file or a static asset (CSS, images, bib...) changed: Sphinx's
+    incremental build only notices changed pages, so such a change needs a full rebuild."""
+    assets_changed = False
     drop = ({c.entry for c in all_chs} - {c.entry for c in chs_built}) | set(missing)
     toc = _filter_toc(toc, drop)
-    _write_if_changed(site / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
-    _write_if_changed(site / "_config.yml", (root / "_config.yml").read_bytes())
+    assets_changed |= _write_if_changed(site / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
+    assets_changed |= _write_if_changed(site / "_config.yml", (root / "_config.yml").read_bytes())
     chapter_files = {c.path.resolve() for c in all_chs}
     skip_dirs = {"_build", ".ipynb_checkpoints", "__pycache__"}
     for p in sorted((root / "book").rglob("*")):
@@ -608,14 +612,16 @@ def _stage(root: Path, site: Path, toc: dict, chs_built: list[Chapter], all_chs:
             continue
         if p.name.endswith(".claims.json") or _strip_suffix(str(rel)) in GENERATED:
             continue   # (the generated pages are written below: copying the placeholder would touch them)
-        _write_if_changed(site / rel, p.read_bytes())
+        changed = _write_if_changed(site / rel, p.read_bytes())
+        assets_changed |= changed and p.suffix not in (".md", ".ipynb")
     _write_if_changed(site / "book" / "parameters.md", parameters_page(root, chs_built, profiles))
     _write_if_changed(site / "book" / "report.md", report_page(site, chs_built))
+    return assets_changed
 
 
-def _jupyter_book(site: Path, out: Path, verbose: bool = False) -> None:
+def _jupyter_book(site: Path, out: Path, verbose: bool = False, everything: bool = False) -> None:
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(site),
-           "--path-output", str(out), "--warningiserror", "--keep-going"]
+           "--path-output", str(out), "--warningiserror", "--keep-going"] + (["--all"] if everything else [])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=not verbose, text=True)
     if proc.returncode != 0:
@@ -702,8 +708,8 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
     if failures:
         raise BuildFailed("\n".join(failures))
     if html:
-        _stage(root, site, toc, chs, all_chs, profiles, missing)
-        _jupyter_book(site, (Path(out) if out else root).resolve(), verbose=verbose)
+        assets_changed = _stage(root, site, toc, chs, all_chs, profiles, missing)
+        _jupyter_book(site, (Path(out) if out else root).resolve(), verbose=verbose, everything=assets_changed)
     print(f"  total  {'':<40s} {time.perf_counter() - t_start:8.1f} s   "
           f"({len(result.executed)} executed, {len(result.cached)} cached)", file=sys.stderr)
     return result
