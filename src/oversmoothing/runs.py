@@ -130,12 +130,12 @@ def sweep(configs, **common) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, log: bool = True, n_boot: int = 2000,
+def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, n_boot: int = 2000,
                     seed: int = 0) -> dict:
     """Spearman's rho of ``outcome`` with predictor ``a`` and with predictor ``b`` over the rows of
     ``df`` (rows where any of the three is NaN are dropped; +Inf, a diverged similarity, ranks
     highest), and a percentile bootstrap 95% interval (``n_boot`` resamples of the rows) of
-    |rho_a| - |rho_b|.  ``log`` is irrelevant to ranks and kept only for the caller's plots."""
+    |rho_a| - |rho_b|."""
     from scipy.stats import spearmanr
 
     d = df[[outcome, a, b]].astype(float)
