@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from .graphs import Graph, propagation
 
-__all__ = ["ACTIVATIONS", "Trace", "Dense", "FrobeniusNormalisation", "lipschitz_normalise",
+__all__ = ["ACTIVATIONS", "Trace", "record_input", "record_layer", "Dense", "FrobeniusNormalisation", "lipschitz_normalise",
            "VanillaGNN", "ResidualGCN", "ResidualGAT", "spectral_init_", "weights", "main_weight",
            "input_dropout"]
 
@@ -112,6 +112,19 @@ class _SymmetricSparseMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         return None, ctx.P @ grad_out
+
+
+def record_input(trace: Trace | None, X: torch.Tensor) -> None:
+    """Append X(0) to ``trace`` (nothing without one)."""
+    if trace is not None:
+        trace.X.append(X)
+
+
+def record_layer(trace: Trace | None, H: torch.Tensor, X: torch.Tensor) -> None:
+    """Append layer k's pre-activation H(k) and output X(k) to ``trace`` (nothing without one)."""
+    if trace is not None:
+        trace.H.append(H)
+        trace.X.append(X)
 
 
 def propagate(op, X: torch.Tensor) -> torch.Tensor:
@@ -246,14 +259,11 @@ class VanillaGNN(nn.Module):
 
     def forward(self, x, op, trace: Trace | None = None):
         X = x
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for k, layer in enumerate(self.layers, start=1):
             H = propagate(op, layer(X))  # H(k) = P X(k-1) W(k)   (P (X W) = (P X) W)
             X = self.rho(H) if k < self.depth else H
-            if trace is not None:
-                trace.H.append(H)
-                trace.X.append(X)
+            record_layer(trace, H, X)
         return X
 
 
@@ -280,14 +290,11 @@ class _Residual(nn.Module):
 
     def forward(self, x, op, trace: Trace | None = None):
         X = self.encoder(input_dropout(x, self.dropout, self.training))
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for layer in self.layers:
             H = self._branch(layer, F.dropout(X, self.dropout, self.training), op)
             X = X + self.rho(H)
-            if trace is not None:
-                trace.H.append(H)
-                trace.X.append(X)
+            record_layer(trace, H, X)
         return self.decoder(X)
 
 
@@ -328,7 +335,7 @@ class ResidualGAT(_Residual):
         return GATConv(hidden, hidden, heads=1, bias=False)
 
     def operator(self, graph: Graph, device=None):
-        return graph.edge_index.to(device) if device is not None else graph.edge_index
+        return graph.edge_index.to(device)
 
     @staticmethod
     def _branch(layer, X, edge_index):

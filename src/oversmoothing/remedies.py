@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graphs import Graph
-from .models import ResidualGCN, Trace, _check_depth, _seeded, input_dropout
+from .models import ResidualGCN, Trace, _check_depth, _seeded, input_dropout, record_input, record_layer
 
 __all__ = ["REMEDIES", "build", "PlainGCN", "JKNet", "DropEdgeGCN", "PairNormGCN", "APPNPNet", "GCNII",
            "PlainGAT", "GraphTransformer", "gcn_operator"]
@@ -56,12 +56,6 @@ def gcn_operator(edge_index: torch.Tensor, num_nodes: int, dtype=torch.float32):
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
     return gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
-
-
-def _record(trace, H, X):
-    if trace is not None:
-        trace.H.append(H)
-        trace.X.append(X)
 
 
 # ----------------------------------------------------------------------------- GCN family
@@ -83,8 +77,7 @@ class _GCNStack(nn.Module):
         pass
 
     def operator(self, graph: Graph, device=None):
-        ei = graph.edge_index.to(device) if device is not None else graph.edge_index
-        return gcn_operator(ei, graph.num_nodes)
+        return gcn_operator(graph.edge_index.to(device), graph.num_nodes)
 
     def _op(self, op, x):
         return op
@@ -96,12 +89,11 @@ class _GCNStack(nn.Module):
     def forward(self, x, op, trace: Trace | None = None):
         ei, ew = self._op(op, x)
         X = x
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for k, layer in enumerate(self.layers, start=1):
             H = layer(input_dropout(X, self.dropout, self.training), ei, ew)
             X = self._hidden(H) if k < self.depth else H
-            _record(trace, H, X)
+            record_layer(trace, H, X)
         return X
 
 
@@ -126,7 +118,7 @@ class DropEdgeGCN(_GCNStack):
         super().__init__(in_dim, hidden, out_dim, depth, dropout, seed)
 
     def operator(self, graph: Graph, device=None):
-        return graph.edge_index.to(device) if device is not None else graph.edge_index
+        return graph.edge_index.to(device)
 
     def _op(self, edge_index, x):
         from torch_geometric.utils import dropout_edge
@@ -170,13 +162,12 @@ class JKNet(_GCNStack):
     def forward(self, x, op, trace: Trace | None = None):
         ei, ew = op
         X, outs = x, []
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for layer in self.layers:
             H = layer(input_dropout(X, self.dropout, self.training), ei, ew)
             X = F.relu(H)
             outs.append(X)
-            _record(trace, H, X)
+            record_layer(trace, H, X)
         return self.decoder(F.dropout(self.jk(outs), self.dropout, self.training))
 
 
@@ -216,19 +207,17 @@ class APPNPNet(nn.Module):
             self.layers = nn.ModuleList(step(alpha) for _ in range(depth))
 
     def operator(self, graph: Graph, device=None):
-        ei = graph.edge_index.to(device) if device is not None else graph.edge_index
-        return gcn_operator(ei, graph.num_nodes)
+        return gcn_operator(graph.edge_index.to(device), graph.num_nodes)
 
     def forward(self, x, op, trace: Trace | None = None):
         ei, ew = op
         h = F.relu(self.lin1(input_dropout(x, self.dropout, self.training)))
         X0 = self.lin2(F.dropout(h, self.dropout, self.training))
         X = X0
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for layer in self.layers:
             X = layer(X, X0, ei, ew)
-            _record(trace, X, X)
+            record_layer(trace, X, X)
         return X
 
 
@@ -261,19 +250,17 @@ class GCNII(nn.Module):
             self.decoder = nn.Linear(hidden, out_dim)
 
     def operator(self, graph: Graph, device=None):
-        ei = graph.edge_index.to(device) if device is not None else graph.edge_index
-        return gcn_operator(ei, graph.num_nodes)
+        return gcn_operator(graph.edge_index.to(device), graph.num_nodes)
 
     def forward(self, x, op, trace: Trace | None = None):
         ei, ew = op
         X0 = F.relu(self.encoder(input_dropout(x, self.dropout, self.training)))
         X = X0
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for layer in self.layers:
             H = layer(F.dropout(X, self.dropout, self.training), X0, ei, ew)
             X = F.relu(H)
-            _record(trace, H, X)
+            record_layer(trace, H, X)
         return self.decoder(F.dropout(X, self.dropout, self.training))
 
 
@@ -291,16 +278,15 @@ class _EdgeIndexStack(nn.Module):
             self.layers = nn.ModuleList(self._layer(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def operator(self, graph: Graph, device=None):
-        return graph.edge_index.to(device) if device is not None else graph.edge_index
+        return graph.edge_index.to(device)
 
     def forward(self, x, edge_index, trace: Trace | None = None):
         X = x
-        if trace is not None:
-            trace.X.append(X)
+        record_input(trace, X)
         for k, layer in enumerate(self.layers, start=1):
             H = layer(input_dropout(X, self.dropout, self.training), edge_index)
             X = self.act(H) if k < self.depth else H
-            _record(trace, H, X)
+            record_layer(trace, H, X)
         return X
 
 
