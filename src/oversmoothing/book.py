@@ -679,9 +679,10 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
         key = _cache_key(ch, params, profile, lib, lock)
         cache_file = cache_dir / f"{ch.stem}.json"
         out_nb = site / (ch.entry + ".ipynb")
-        if not force and out_nb.is_file() and cache_file.is_file() and json.loads(cache_file.read_text()).get("key") == key:
+        cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        if not force and out_nb.is_file() and cached.get("key") == key:
             result.cached.append(ch.stem)
-            result.seconds[ch.stem] = json.loads(cache_file.read_text()).get("seconds")
+            result.seconds[ch.stem] = cached.get("seconds")
             continue
         how = f"profile {profile}" + (f", device {params['device']}" if "device" in params else "")
         todo.append({"name": ch.stem, "input": str(ch.path), "parameters": params, "how": how,
