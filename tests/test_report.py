@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from oversmoothing.chapter import setup_chapter
-from oversmoothing.report import ClaimsTable, Provenance, md_cell
+from oversmoothing.parameters import ParameterError
+from oversmoothing.report import NON_FINITE, ClaimsTable, Provenance, md_cell
 
 
 def test_claims_table_saves_json_atomically_where_the_runner_asks(tmp_path, monkeypatch):
@@ -37,15 +38,74 @@ def test_markdown_cells_escape_pipes_and_stars_outside_math():
     assert "x\\*y" in row.to_markdown() and "1\\|2" in row.to_markdown() and "**not reproduced**" in row.to_markdown()
 
 
+def test_readings_and_metrics_round_trip_through_the_json(tmp_path, monkeypatch):
+    target = tmp_path / "04.claims.json"
+    monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(target))
+    t = ClaimsTable("04_x", Provenance(0, "cpu"))
+    t.add("C4", "trap", "L=40 trapped", "crit", "partly reproduced",
+          readings=[dict(name="uncentred features", setting="mean kept", verdict=False, measured="L=5 trapped"),
+                    dict(name="tanh", setting="rho = tanh", verdict=None, measured="-")])
+    t.metric("test_acc_L64", 0.845)
+    t.metric("ratio", float("inf"))
+    d = json.loads(t.save().read_text())
+    r = d["claims"][0]["readings"]
+    assert [x["verdict"] for x in r] == ["not reproduced", "not judged"]
+    assert r[0] == {"name": "uncentred features", "setting": "mean kept", "verdict": "not reproduced",
+                    "measured": "L=5 trapped"}
+    assert d["metrics"] == {"test_acc_L64": 0.845, "ratio": None}
+    assert "Other readings" in t.to_markdown() and "uncentred features" in t.to_markdown()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), [1.0, float("-inf")], [[0.1], [float("nan")]]])
+def test_a_non_finite_measurement_is_never_a_verdict(bad):
+    t = ClaimsTable("x")
+    assert t.add("C2", "a", "b", "c", True, numbers=bad).verdict == NON_FINITE
+    assert t.add("C2", "a", "b", "c", False, numbers=[1.0, 2.0]).verdict == "not reproduced"
+
+
 def test_setup_chapter_seeds_and_names_the_table():
-    dev, prov, claims = setup_chapter("07_demo", seed=5, device="cpu")
+    dev, prov, claims = setup_chapter("07_demo", dict(seed=5, device="cpu"))
     a = torch.rand(3)
-    setup_chapter("07_demo", seed=5, device="cpu")
+    setup_chapter("07_demo", dict(seed=5, device="cpu"))
     assert torch.equal(a, torch.rand(3))
     assert dev.type == "cpu" and prov.seed == 5 and claims.chapter == "07_demo" and claims.provenance is prov
+    assert prov.as_dict()["parameters"] == {"seed": 5, "device": "cpu"}
+
+
+@pytest.mark.parametrize("bad, match", [(dict(depth=0), "depth = 0 .*>= 1"), (dict(s=float("inf")), "s = inf"),
+                                        (dict(seeds=[]), "seeds = \\[\\] .*at least 1"),
+                                        (dict(hidden=0), "hidden = 0"), (dict(device="tpu"), "device = 'tpu'"),
+                                        (dict(lr=float("nan")), "lr = nan"), (dict(depths=[4, -1]), "depths")])
+def test_setup_chapter_refuses_bad_parameters_before_any_work(bad, match):
+    with pytest.raises(ParameterError, match=match):
+        setup_chapter("07_demo", {**dict(seed=0, device="cpu"), **bad})
+
+
+def test_setup_chapter_ignores_modules_and_ipython_names_and_converts_integral_floats():
+    import math
+    ns = dict(seed=0, device="cpu", depth=5.0, math=math, In=[], Out={}, _i1="x", f=lambda: 1)
+    setup_chapter("07_demo", ns)
+    assert ns["depth"] == 5 and isinstance(ns["depth"], int)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_setup_chapter_refuses_cuda_without_a_gpu():
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        setup_chapter("07_demo", seed=0, device="cuda")
+        setup_chapter("07_demo", dict(seed=0, device="cuda"))
+
+
+def test_report_page_has_a_readings_grid_from_the_claims_json(tmp_path):
+    from oversmoothing import book
+
+    ch = book.Chapter(stem="04_x", entry="book/04_x", path=tmp_path / "04_x.ipynb")
+    t = ClaimsTable("04_x", Provenance(0, "cpu"))
+    t.add("C4", "[CSBM lambda=0.16] trap", "m", "c", True,
+          readings=[dict(name="uncentred features", setting="mean kept", verdict=False, measured="L=5 trapped")])
+    t.add("C6", "chance", "m", "c", None)
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "04_x.claims.json").write_text(json.dumps(t.as_dict()))
+    page = book.report_page(tmp_path, [ch])
+    grid = page[page.index("Verdicts under each reading"):]
+    assert "| claim | chapter | headline | uncentred features |" in grid
+    assert "| C4 (CSBM lambda=0.16) | [04_x](04_x.ipynb) | **reproduced** | not reproduced |" in grid
+    assert "| C6 | [04_x](04_x.ipynb) | **not judged** |  |" in grid

@@ -516,6 +516,32 @@ def _claim_order(cid: str):
     return (int(m.group(1)) if m else 10**6, str(cid))
 
 
+def readings_grid(claims: list[dict], chs: list[Chapter]) -> list[str]:
+    """Markdown lines of the claims x readings grid: one row per claim row of the report, one column for
+    the headline verdict and one per reading name (a reading a claim was not judged under stays empty)."""
+    names: list[str] = []
+    for c in claims:
+        for r in c.get("readings") or []:
+            if r.get("name") not in names:
+                names.append(r.get("name"))
+    if not names:
+        return []
+    head = ["claim", "chapter", "headline", *names]
+    out = ["## Verdicts under each reading", "",
+           "Where a paper leaves a choice open (feature centring, activation, initialisation, training budget, ...),",
+           "the chapters judge the claim under each reasonable reading. *headline* is the paper's own setting where",
+           "it states one, and the reading the chapter argues for where it does not.", "",
+           ":::{div} full-width readings-grid", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c, ch in zip(claims, chs):
+        by_name = {r.get("name"): r.get("verdict", "") for r in c.get("readings") or []}
+        ctx = re.match(r"\s*\[([^\]]+)\]", c.get("claim", ""))
+        label = _esc(c.get("id", "?")) + (f" ({_esc(ctx.group(1))})" if ctx else "")
+        out.append("| " + " | ".join([label, f"[{ch.stem}]({Path(ch.entry).name}.ipynb)",
+                                      f"**{_esc(c.get('verdict', ''))}**",
+                                      *(_esc(by_name.get(n, "")) for n in names)]) + " |")
+    return out + ["", ":::", ""]
+
+
 def report_page(site: Path, chs: list[Chapter]) -> str:
     rows, missing = [], []
     for order, ch in enumerate(chs):
@@ -548,6 +574,7 @@ def report_page(site: Path, chs: list[Chapter]) -> str:
                                         f"**{_esc(c.get('verdict', ''))}**", _esc(prov.get("profile", "")),
                                         _esc(prov.get("device", ""))]) + " |")
     lines += ["", ":::", ""]
+    lines += readings_grid([r[3] for r in rows], [r[2] for r in rows])
     if not rows:
         lines += ["No claims were recorded in this build.", ""]
     untested = [c for c in DESIGN_CLAIMS if c not in {r[3].get("id") for r in rows}]

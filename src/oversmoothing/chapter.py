@@ -4,24 +4,41 @@ from __future__ import annotations
 import torch
 
 from .figures import use_style
+from .parameters import check_all
 from .report import ClaimsTable, Provenance
 from .training import resolve_device
 
-__all__ = ["setup_chapter"]
+__all__ = ["setup_chapter", "chapter_parameters"]
+
+_NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+_LITERALS = (bool, int, float, str, list, tuple, dict, type(None))
 
 
-def setup_chapter(name: str, seed: int, device: str = "auto", threads: int | None = None):
-    """House style, device, seed; returns ``(device, provenance, claims)`` for chapter ``name``.
+def chapter_parameters(namespace: dict) -> dict:
+    """The chapter's parameters in ``namespace`` (the notebook's ``globals()`` right after its
+    parameters cell and papermill's injected cell): every public name bound to a literal value."""
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
 
-    device  : "auto" | "cpu" | "cuda[:i]", resolved by :func:`oversmoothing.training.resolve_device`
-              ("cuda" without a GPU is an error, not a silent fallback)
-    seed    : seeds torch's global RNG (models and ``fit`` take their own seeds as well)
-    threads : torch CPU threads; None or 0 keeps torch's default
+
+def setup_chapter(name: str, namespace: dict):
+    """Check the parameters, then house style, threads, device, seed; returns ``(device, provenance, claims)``.
+
+    namespace : the notebook's ``globals()``; its parameters are checked against
+                :data:`oversmoothing.parameters.RULES` (a bad value stops the chapter here, before any work,
+                with a message naming the parameter and what is accepted)
+    device    : "auto" | "cpu" | "cuda[:i]", resolved by :func:`oversmoothing.training.resolve_device`
+                ("cuda" without a GPU is an error, not a silent fallback)
+    seed      : seeds torch's global RNG (models and ``fit`` take their own seeds as well)
+    threads   : torch CPU threads, if the chapter has that parameter; 0 keeps torch's default
     """
+    params = check_all(chapter_parameters(namespace), name)
+    namespace.update(params)          # e.g. depth = 5.0 from papermill's YAML becomes 5
     use_style()
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    if params.get("threads"):
+        torch.set_num_threads(params["threads"])
+    dev = resolve_device(params.get("device", "auto"))
+    seed = params.get("seed", 0)
     torch.manual_seed(seed)
-    prov = Provenance(seed, dev)
+    prov = Provenance(seed, dev, parameters=params)
     return dev, prov, ClaimsTable(name, prov)

@@ -7,15 +7,44 @@ executed notebook (and ``OVERSMOOTHING_PROFILE``); run by hand, a chapter writes
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Claim", "ClaimsTable", "Provenance", "VERDICTS", "md_cell"]
+__all__ = ["Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
 
-VERDICTS = ("reproduced", "not reproduced", "partly reproduced", "not judged")
+NON_FINITE = "not judged: non-finite"
+VERDICTS = ("reproduced", "not reproduced", "partly reproduced", "not judged", NON_FINITE)
+
+
+def _finite(numbers) -> bool:
+    """True if every number in ``numbers`` (scalars, or nested lists/arrays of them) is finite."""
+    import numpy as np
+
+    if numbers is None:
+        return True
+    try:
+        a = np.asarray(numbers, dtype=float)
+    except (TypeError, ValueError):
+        return all(_finite(x) for x in numbers)
+    return bool(np.isfinite(a).all())
+
+
+def verdict_of(verdict: str | bool | None, numbers=None) -> str:
+    """The verdict string: True/False -> reproduced/not reproduced, None -> not judged; and
+    :data:`NON_FINITE` whenever one of the ``numbers`` the verdict rests on is inf or NaN."""
+    if not _finite(numbers):
+        return NON_FINITE
+    if isinstance(verdict, bool):
+        return "reproduced" if verdict else "not reproduced"
+    if verdict is None:
+        return "not judged"
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return verdict
 
 
 def md_cell(v) -> str:
@@ -27,12 +56,26 @@ def md_cell(v) -> str:
 
 
 @dataclass
+class Reading:
+    """The claim judged under one reasonable reading of what the paper leaves open."""
+
+    name: str        # short name, the same across claims where it means the same (e.g. "uncentred features")
+    setting: str     # what changes under this reading
+    verdict: str     # one of VERDICTS
+    measured: str    # the numbers under this reading
+
+    def __post_init__(self):
+        self.verdict = verdict_of(self.verdict)
+
+
+@dataclass
 class Claim:
     id: str          # C1..C13 (DESIGN.md)
     claim: str       # the paper's claim, in its words
     measured: str    # the measured figure, with numbers
     criterion: str   # what would count as reproduced, fixed before looking
     verdict: str     # one of VERDICTS
+    readings: list[Reading] = field(default_factory=list)  # the headline reading first is not repeated here
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -45,6 +88,7 @@ class Provenance:
 
     seed: int
     device: str
+    parameters: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def versions(self) -> dict:
@@ -60,32 +104,50 @@ class Provenance:
 
     def as_dict(self) -> dict:
         return {"seed": self.seed, "device": str(self.device), "profile": os.environ.get("OVERSMOOTHING_PROFILE", "manual"),
-                "wall_time_s": round(time.perf_counter() - self.started, 2), **self.versions()}
+                "wall_time_s": round(time.perf_counter() - self.started, 2), **self.versions(),
+                "parameters": self.parameters}
 
     def show(self) -> None:
         d = self.as_dict()
-        print(" | ".join(f"{k}: {v}" for k, v in d.items()))
+        print(" | ".join(f"{k}: {v}" for k, v in d.items() if k != "parameters"))
 
 
 class ClaimsTable:
-    """Collects the chapter's verdicts; ``show()`` renders them, ``save()`` writes the JSON."""
+    """Collects the chapter's verdicts and key numbers; ``show()`` renders them, ``save()`` writes the JSON.
+
+    JSON layout: ``{chapter, claims: [{id, claim, measured, criterion, verdict, readings: [{name, setting,
+    verdict, measured}]}], metrics: {name: number}, provenance: {...}}``.
+    """
 
     def __init__(self, chapter: str, provenance: Provenance | None = None):
-        self.chapter, self.provenance, self.claims = chapter, provenance, []
+        self.chapter, self.provenance, self.claims, self.metrics = chapter, provenance, [], {}
 
-    def add(self, id: str, claim: str, measured: str, criterion: str, verdict: str | bool | None) -> Claim:
-        if isinstance(verdict, bool):
-            verdict = "reproduced" if verdict else "not reproduced"
-        elif verdict is None:
-            verdict = "not judged"
-        c = Claim(id, claim, measured, criterion, verdict)
+    def add(self, id: str, claim: str, measured: str, criterion: str, verdict: str | bool | None,
+            numbers=None, readings: list[Reading | dict] | None = None) -> Claim:
+        """Record one claim. ``numbers``: the measurements the verdict rests on; if any is inf or NaN the
+        verdict is :data:`NON_FINITE` whatever was passed. ``readings``: the verdict under other readings."""
+        c = Claim(id, claim, measured, criterion, verdict_of(verdict, numbers),
+                  [r if isinstance(r, Reading) else Reading(**r) for r in (readings or [])])
         self.claims.append(c)
         return c
 
+    def metric(self, name: str, value) -> float:
+        """A named key number of this run (sweeps gather metrics as columns); non-finite values are kept as NaN."""
+        v = float(value)
+        self.metrics[name] = v if math.isfinite(v) else float("nan")
+        return v
+
     def to_markdown(self) -> str:
         head = "| claim | paper says | measured | criterion | verdict |\n|---|---|---|---|---|\n"
-        return head + "".join(f"| {c.id} | {md_cell(c.claim)} | {md_cell(c.measured)} | {md_cell(c.criterion)} "
-                              f"| **{c.verdict}** |\n" for c in self.claims)
+        out = head + "".join(f"| {c.id} | {md_cell(c.claim)} | {md_cell(c.measured)} | {md_cell(c.criterion)} "
+                             f"| **{c.verdict}** |\n" for c in self.claims)
+        rd = [(c, r) for c in self.claims for r in c.readings]
+        if rd:
+            out += ("\n**Other readings** of what the papers leave open (the verdict above is the headline reading):\n\n"
+                    "| claim | reading | setting | measured | verdict |\n|---|---|---|---|---|\n")
+            out += "".join(f"| {c.id} | {md_cell(r.name)} | {md_cell(r.setting)} | {md_cell(r.measured)} | **{r.verdict}** |\n"
+                           for c, r in rd)
+        return out
 
     def show(self):
         from IPython.display import Markdown, display
@@ -95,12 +157,15 @@ class ClaimsTable:
     def path(self) -> Path:
         return Path(os.environ.get("OVERSMOOTHING_CLAIMS", f"{self.chapter}.claims.json"))
 
+    def as_dict(self) -> dict:
+        return {"chapter": self.chapter, "claims": [asdict(c) for c in self.claims],
+                "metrics": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+                "provenance": self.provenance.as_dict() if self.provenance else {}}
+
     def save(self) -> Path:
-        out = {"chapter": self.chapter, "claims": [asdict(c) for c in self.claims],
-               "provenance": self.provenance.as_dict() if self.provenance else {}}
         p = self.path()
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(p.suffix + ".part")
-        tmp.write_text(json.dumps(out, indent=2))
+        tmp = p.with_suffix(p.suffix + f".{os.getpid()}.part")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2, default=str))
         os.replace(tmp, p)
         return p
