@@ -115,3 +115,25 @@ def test_csbm_search_stays_within_feasible_ratios():
     g = G.csbm(700, 2, 560, lam=0.16, seed=0)
     assert abs(g.meta["lambda"] - 0.16) <= 0.01
     assert g.meta["p_in"] <= 1.0
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_standard_csbm_has_zero_feature_mean_symmetric_means_and_the_requested_lambda(classes):
+    g = G.csbm(400, classes, 240, dim=8, mean_sep=2.0, lam=0.3, seed=4)
+    assert abs(g.meta["lambda"] - 0.3) <= 0.01
+    assert float(g.x.mean(0).abs().max()) < 1e-6           # the sampled mean is removed exactly
+    m = G.class_means(classes, 8, 2.0)
+    assert torch.allclose(m.sum(0), torch.zeros(8), atol=1e-6) and torch.allclose(m.norm(dim=1), torch.full((classes,), 2.0))
+    if classes == 2:
+        assert torch.allclose(m[0], -m[1])
+    # class structure survives the centring: class averages differ by about the distance of the means
+    gap = float((g.x[g.y == 0].mean(0) - g.x[g.y == 1].mean(0)).norm())
+    assert abs(gap - float((m[0] - m[1]).norm())) < 0.5
+
+
+def test_first_edition_csbm_keeps_its_offset():
+    g = G.csbm(400, 2, 240, dim=8, mean_sep=2.0, ratio=1.0, seed=4, means="orthogonal", centre=False)
+    # means 2 e1 and 2 e2: the global mean is about (1, 1, 0, ...), norm about sqrt(2)
+    assert abs(float(g.x.mean(0).norm()) - 2 ** 0.5) < 0.3
+    with pytest.raises(ValueError, match="means must be"):
+        G.csbm(100, 2, 10, means="random")

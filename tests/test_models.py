@@ -109,3 +109,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(graph):
 
 def test_auto_device_resolves_to_an_available_one():
     assert T.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_centred_softplus_is_zero_at_zero_and_one_lipschitz():
+    from oversmoothing.models import ACTIVATIONS
+    f = ACTIVATIONS["centred_softplus"]
+    x = torch.linspace(-20, 20, 2001, dtype=torch.float64)
+    assert float(f(torch.zeros(1))) == pytest.approx(0.0, abs=1e-7)
+    assert float((f(x[1:]) - f(x[:-1])).abs().max() / (x[1] - x[0])) <= 1.0
+    assert torch.allclose(f(x) - ACTIVATIONS["softplus"](x), torch.full_like(x, -np.log(2)))

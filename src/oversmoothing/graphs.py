@@ -121,7 +121,27 @@ def complete(n: int = 100, **kw) -> Graph:
 
 
 # ----------------------------------------------------------------------------- CSBM
-def _csbm_once(n, classes, avg_degree, ratio, dim, mean_sep, gen) -> Graph:
+def class_means(classes: int, dim: int, mean_sep: float, means: str = "symmetric") -> torch.Tensor:
+    """The CSBM's class means, one row per class, each of norm ``mean_sep``.
+
+    "symmetric" (the standard CSBM): the regular simplex, summing to zero; for two classes +mu and -mu.
+    "orthogonal" (this book's first edition): mean_sep * e_c, whose average mean_sep/C * (1,..,1,0..)
+    is a node-independent offset that P never contracts.
+    """
+    if means not in ("symmetric", "orthogonal"):
+        raise ValueError(f"means must be 'symmetric' or 'orthogonal', got {means!r}")
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    m = torch.zeros(classes, dim)
+    m[torch.arange(classes), torch.arange(classes) % dim] = 1.0
+    if means == "symmetric":
+        m = m - m.mean(0, keepdim=True)
+        norms = m.norm(dim=1, keepdim=True)
+        m = torch.where(norms > 0, m / norms.clamp_min(1e-30), m)
+    return mean_sep * m
+
+
+def _csbm_once(n, classes, avg_degree, ratio, dim, mean_sep, gen, means="symmetric", centre=True) -> Graph:
     """One draw of a CSBM with p_in / p_out = ratio at the given expected average degree."""
     y = torch.arange(n) % classes
     y = y[torch.randperm(n, generator=gen)]
@@ -135,21 +155,27 @@ def _csbm_once(n, classes, avg_degree, ratio, dim, mean_sep, gen) -> Graph:
     prob = torch.where(same, torch.tensor(p_in), torch.tensor(p_out))
     upper = torch.triu(torch.rand(n, n, generator=gen) < prob, diagonal=1)
     edge_index = _clean_edges(upper.nonzero().t(), n)
-    # Gaussian mixture features: class means are orthogonal directions of norm mean_sep
-    means = torch.zeros(classes, dim)
-    means[torch.arange(classes), torch.arange(classes) % dim] = mean_sep
-    x = means[y] + torch.randn(n, dim, generator=gen)
+    # Gaussian mixture features x_i = mu_{y_i} + N(0, I_dim)
+    x = class_means(classes, dim, mean_sep, means)[y] + torch.randn(n, dim, generator=gen)
+    if centre:  # the usual preprocessing: remove the sampled global feature mean (1/n) 1^T X
+        x = x - x.mean(0, keepdim=True)
     return Graph(x, y, edge_index, *random_masks(n, seed=int(torch.randint(0, 2**31, (1,), generator=gen))),
-                 name="csbm", meta=dict(p_in=p_in, p_out=p_out, avg_degree=avg_degree))
+                 name="csbm", meta=dict(p_in=p_in, p_out=p_out, avg_degree=avg_degree, means=means, centred=centre))
 
 
 def csbm(n: int = 1000, classes: int = 2, avg_degree: float = 50.0, *, dim: int = 16, mean_sep: float = 1.0,
-         ratio: float | None = None, lam: float | None = None, lam_tol: float = 0.01, seed: int = 0) -> Graph:
+         ratio: float | None = None, lam: float | None = None, lam_tol: float = 0.01, seed: int = 0,
+         means: str = "symmetric", centre: bool = True) -> Graph:
     """Contextual stochastic block model.
 
     ``n`` nodes in ``classes`` balanced communities; an edge between two nodes of the same
     (different) community with probability p_in (p_out), scaled to the expected ``avg_degree``;
     features x_i = mu_{y_i} + N(0, I_dim) with class means of norm ``mean_sep``.
+
+    The standard CSBM (the default): symmetric means (+mu/-mu for two classes, see
+    :func:`class_means`) and the sampled global feature mean removed (``centre``), so that
+    1^T X = 0 exactly. ``means="orthogonal", centre=False`` is the book's first-edition variant,
+    whose features carry a node-independent offset.
 
     Give either ``ratio`` = p_in/p_out (1 = no community structure) or a target ``lam``, the
     second eigenvalue in modulus of ``bistochastic(P)``: the ratio is then found by bisection
@@ -165,14 +191,14 @@ def csbm(n: int = 1000, classes: int = 2, avg_degree: float = 50.0, *, dim: int 
         raise ValueError(f"avg_degree must be in (0, n-1) = (0, {n - 1}), got {avg_degree}")
     if lam is None:
         g = _csbm_once(n, classes, avg_degree, 1.0 if ratio is None else ratio, dim, mean_sep,
-                       torch.Generator().manual_seed(seed))
+                       torch.Generator().manual_seed(seed), means, centre)
         g.meta["lambda"] = second_eigenvalue(bistochastic(g))
         return g
     if not 0 < lam < 1:
         raise ValueError(f"target lam must be in (0, 1), got {lam}")
 
     def draw(r):
-        g = _csbm_once(n, classes, avg_degree, r, dim, mean_sep, torch.Generator().manual_seed(seed))
+        g = _csbm_once(n, classes, avg_degree, r, dim, mean_sep, torch.Generator().manual_seed(seed), means, centre)
         return g, second_eigenvalue(bistochastic(g))
 
     lo, hi = 1.0, 1.0

@@ -13,6 +13,7 @@ layers are numbered k = 1..L and X(0) is the input.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,17 @@ __all__ = ["ACTIVATIONS", "Trace", "record_input", "record_layer", "Dense", "Fro
            "input_dropout"]
 
 # softplus and tanh satisfy paper 1's Assumption 4 (rho' Lipschitz); relu and elu do not.
-ACTIVATIONS = {"softplus": F.softplus, "tanh": torch.tanh, "relu": F.relu, "elu": F.elu}
+_LOG2 = math.log(2.0)
+
+
+def centred_softplus(x: torch.Tensor) -> torch.Tensor:
+    """softplus(x) - log 2: smooth, 1-Lipschitz, rho' Lipschitz (Assumption 4) and rho(0) = 0, so a
+    bias-free network does not re-create a constant offset at every layer."""
+    return F.softplus(x) - _LOG2
+
+
+ACTIVATIONS = {"softplus": F.softplus, "centred_softplus": centred_softplus, "tanh": torch.tanh, "relu": F.relu,
+               "elu": F.elu}
 
 
 @contextlib.contextmanager

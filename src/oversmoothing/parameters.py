@@ -96,7 +96,7 @@ def _floats(lo=None, hi=None, lo_open=False, hi_open=False, min_len=1):
 
 
 DATASETS = ("cora", "citeseer", "chameleon", "squirrel", "chameleon_filtered", "squirrel_filtered")
-ACTIVATIONS = ("softplus", "softplus0", "tanh", "relu")
+ACTIVATIONS = ("softplus", "centred_softplus", "tanh", "relu", "elu")
 
 #: One rule per parameter name, shared by every chapter that uses the name.
 RULES: dict[str, Rule] = {
