@@ -1,0 +1,61 @@
+"""Project hygiene: licence, citation, one repository URL, launch environments, workflows."""
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _repo_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def test_licence_matches_pyproject():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert re.search(r'^license = "MIT"', (ROOT / "pyproject.toml").read_text(), re.M)
+
+
+def test_citation_cites_the_book_and_both_papers():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert cff["repository-code"] == _repo_url()
+    ids = {i["value"] for r in cff["references"] for i in r["identifiers"]}
+    assert ids == {"arXiv:2505.16736", "arXiv:2410.04824"}
+
+
+def test_the_repository_url_is_set_in_one_place():
+    """Every link to the repository (README, intro, citation, the chapters' Colab cells) is _config.yml's."""
+    url = _repo_url()
+    files = [ROOT / "README.md", ROOT / "book" / "intro.md", ROOT / "CITATION.cff", *sorted((ROOT / "book").glob("0*.ipynb"))]
+    for f in files:
+        for found in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", f.read_text()):
+            assert found.removesuffix(".git") == url, f"{f.name} links {found}, _config.yml says {url}"
+
+
+def test_binder_installs_a_cpu_torch_and_the_tested_set():
+    req = (ROOT / "binder" / "requirements.txt").read_text()
+    assert re.search(r"^torch==[\d.]+\+cpu$", req, re.M) and "whl/cpu" in req
+    lock_torch = re.search(r"^torch==([\d.]+)$", (ROOT / "requirements.lock").read_text(), re.M).group(1)
+    assert f"torch=={lock_torch}+cpu" in req
+    assert "-c requirements.lock" in (ROOT / "binder" / "postBuild").read_text()
+
+
+def test_workflows_test_pull_requests_cache_the_staging_and_check_links():
+    wf = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / ".github" / "workflows").glob("*.yml")}
+    on = lambda w: w.get("on", w.get(True))   # YAML 1.1 reads the key `on` as True
+    assert "pull_request" in on(wf["test"]) and any(s.get("run") == "make test" for s in wf["test"]["jobs"]["test"]["steps"])
+    steps = wf["pages"]["jobs"]["build"]["steps"]
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    assert cache["with"]["path"] == "_staging/default" and all(k in cache["with"]["key"] for k in ("book/", "src/", "requirements.lock"))
+    assert any(s.get("if") == "failure()" and "failed" in s["with"]["path"] for s in steps if "with" in s)
+    assert "schedule" in on(wf["linkcheck"]) and "linkcheck" in str(wf["linkcheck"]["jobs"])
+
+
+def test_api_appendix_documents_the_science_core():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert "book/api" in toc
+    api = (ROOT / "book" / "api.md").read_text()
+    for mod in ("graphs", "datasets", "models", "signals", "measures", "training"):
+        assert f".. automodule:: oversmoothing.{mod}" in api
