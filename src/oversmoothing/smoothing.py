@@ -224,17 +224,20 @@ def thirds(values) -> tuple[float, float, float]:
 
 
 def tally(verdicts) -> tuple[str, str]:
-    """Seeds that agree: (headline, "k/n seeds") where headline is the common verdict when every seed gives the
-    same one, else "partly reproduced" if at least one seed reproduced (fully or partly), else "not reproduced";
-    k counts the seeds whose verdict is the headline."""
+    """Seeds that agree: (headline, detail). headline: the common verdict when every seed gives the same one, else
+    "partly reproduced" if at least one seed reproduced (fully or partly), else "not reproduced". detail:
+    "3/3 seeds" when unanimous, else the count of each verdict, e.g. "reproduced on 2/3 seeds, partly reproduced
+    on 1/3"."""
     v = list(verdicts)
     if not v:
-        return "not judged", "0/0 seeds"
+        return "not judged", "0 seeds"
+    n = len(v)
     if all(x == v[0] for x in v):
-        head = v[0]
-    else:
-        head = "partly reproduced" if any(x in ("reproduced", "partly reproduced") for x in v) else "not reproduced"
-    return head, f"{sum(x == head for x in v)}/{len(v)} seeds"
+        return v[0], f"{n}/{n} seeds"
+    head = "partly reproduced" if any(x in ("reproduced", "partly reproduced") for x in v) else "not reproduced"
+    counts = {x: v.count(x) for x in dict.fromkeys(v)}
+    parts = [f"{x} on {c}/{n}" + (" seeds" if i == 0 else "") for i, (x, c) in enumerate(counts.items())]
+    return head, ", ".join(parts)
 
 
 def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: float,
@@ -261,16 +264,18 @@ def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: floa
     return pd.DataFrame(rows)
 
 
-def valley_verdict(gnn: pd.DataFrame, mlp: pd.DataFrame | None = None) -> dict:
+def valley_verdict(peak: pd.DataFrame, rates: pd.DataFrame | None = None, control: pd.DataFrame | None = None) -> dict:
     """C3's criterion on one seed's :func:`valley_table` rows (the judged depths): (i) ``peak``: the middle third
-    is lowest at every depth; (ii) ``rates``: both end rates <= lambda s at every depth. Both: "reproduced"; one:
-    "partly reproduced"; neither: "not reproduced". ``mlp`` (the same rows for P = I): if the MLP shows the
+    is lowest at every depth (rows ``peak``); (ii) ``rates``: both end rates <= lambda s at every depth (rows
+    ``rates``, default ``peak``, e.g. the table of another measure). Both: "reproduced"; one: "partly reproduced";
+    neither: "not reproduced". ``control`` (the peak rows of the same networks with P = I): if the MLP shows the
     middle-layer peak too, it is not a GNN effect and "reproduced" drops to "partly reproduced"."""
-    peak, rates = bool(len(gnn) and gnn.middle_lowest.all()), bool(len(gnn) and gnn.rates_ok.all())
-    verdict = "reproduced" if peak and rates else ("partly reproduced" if peak or rates else "not reproduced")
-    out = dict(peak=peak, rates=rates, verdict=verdict)
-    if mlp is not None:
-        out["control_peak"] = bool(len(mlp) and mlp.middle_lowest.all())
+    rates = peak if rates is None else rates
+    ok_peak, ok_rates = bool(len(peak) and peak.middle_lowest.all()), bool(len(rates) and rates.rates_ok.all())
+    verdict = "reproduced" if ok_peak and ok_rates else ("partly reproduced" if ok_peak or ok_rates else "not reproduced")
+    out = dict(peak=ok_peak, rates=ok_rates, verdict=verdict)
+    if control is not None:
+        out["control_peak"] = bool(len(control) and control.middle_lowest.all())
         if out["control_peak"] and verdict == "reproduced":
             out["verdict"] = "partly reproduced"
     return out
