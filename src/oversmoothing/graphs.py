@@ -107,7 +107,9 @@ def from_networkx(G, features: torch.Tensor | None = None, name: str = "networkx
 
 
 def ring(n: int = 100, **kw) -> Graph:
-    """Cycle graph C_n: the slowest-mixing connected regular graph (lambda = cos(2 pi / n) ...)."""
+    """Cycle graph C_n, a slowly mixing connected regular graph: P = A/2 has eigenvalues cos(2 pi j / n), so
+    lambda = cos(pi / n) for odd n; an even ring is bipartite (eigenvalue -1 at j = n/2), so lambda = 1 and a
+    signal alternating in sign is never smoothed."""
     import networkx as nx
 
     return from_networkx(nx.cycle_graph(n), name=f"ring({n})", **kw)

@@ -148,3 +148,11 @@ def check(name: str, value, chapter: str | None = None, rules: dict[str, Rule] |
 def check_all(params: dict, chapter: str | None = None) -> dict:
     """Check every entry of ``params``; returns the (possibly int-converted) values."""
     return {k: check(k, v, chapter) for k, v in params.items()}
+
+
+# chapters 01-03 (paper 1: forward and backward oversmoothing at initialisation)
+RULES.update({
+    "activation": Rule("str", choices=ACTIVATIONS),   # the headline activation of the random-weight networks
+    "init_s_lambda": _pos(),                          # s * lambda of every W(k) at initialisation
+    "judge_from_depth": _int(1),                      # C3 is judged for L >= this only
+})

@@ -112,6 +112,7 @@ def _weight_grad(model, k):
 # ----------------------------------------------------------------------------- paper 1, Section 4
 ACTIVATION_DERIVATIVES = {
     "softplus": torch.sigmoid,                                   # softplus' = sigmoid
+    "centred_softplus": torch.sigmoid,                           # (softplus - log 2)' = sigmoid
     "tanh": lambda h: 1.0 - torch.tanh(h) ** 2,
     "relu": lambda h: (h > 0).to(h.dtype),
     "elu": lambda h: torch.where(h > 0, torch.ones_like(h), torch.exp(h)),

@@ -1,0 +1,281 @@
+"""What chapters 01-03 run (paper 1, Sections 3-4): per-layer signals of random-weight vanilla GNNs
+beside their MLP twins (P = I), over several graph and weight seeds, and the rates fitted on them.
+
+* :func:`csbm_draws`     several draws of one CSBM (the first tuned to a target lambda, the others the same
+                         p_in/p_out with other seeds);
+* :func:`layer_profile`  one float64 forward (and backward) pass -> one row per layer with E, mu/||.||_F and the
+                         norms of X(k), its constant part, B(k) = dL/dH(k) and dL/dW(k);
+* :func:`profile_grid`   layer_profile over graphs (one seed each) x networks (GNN, MLP) x depths x s (or s*lambda);
+* :func:`fit_rate`, :func:`end_rate`, :func:`fit_theorem2`   the per-layer rates and Theorem 2's two-term shape;
+* :func:`forward_verdict`, :func:`thirds`, :func:`tally`     the criteria of C1 and C3, and seeds that agree.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import graphs as G
+from . import measures, signals
+from .experiments import make_vanilla
+
+__all__ = ["csbm_draws", "layer_profile", "profile_grid", "fit_rate", "layer_rates", "end_rate", "fit_theorem2", "forward_verdict",
+           "thirds", "tally", "valley_table", "valley_verdict"]
+
+
+def csbm_draws(seeds, n: int, avg_degree: float, lam: float | None = None, *, ratio: float | None = None, **kw) -> list:
+    """One CSBM graph per seed, all from the same model (same p_in/p_out): ``ratio`` = p_in/p_out if given, else
+    the ratio that makes ``seeds[0]``'s draw have lambda = ``lam`` (bisection, :func:`oversmoothing.graphs.csbm`);
+    the other seeds' lambdas are then close to ``lam``. ``kw`` goes to :func:`~oversmoothing.graphs.csbm` (e.g.
+    ``means``, ``centre``, ``dim``). Each graph's measured lambda is in ``graph.meta['lambda']``, its p_in/p_out in
+    ``graph.meta['ratio']`` and its seed in ``graph.meta['seed']``."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("csbm_draws needs at least one seed")
+    if (lam is None) == (ratio is None):
+        raise ValueError("give exactly one of lam and ratio")
+    out = []
+    for i, s in enumerate(seeds):
+        if ratio is None:
+            g = G.csbm(n, 2, avg_degree, lam=lam, seed=s, **kw)
+            ratio = g.meta["ratio"]
+        else:
+            g = G.csbm(n, 2, avg_degree, ratio=ratio, seed=s, **kw)
+        g.meta.update(seed=s, ratio=ratio)
+        out.append(g)
+    return out
+
+
+def _const_norm(X: torch.Tensor) -> float:
+    """||1 xbar^T||_F = sqrt(n) ||xbar||, the norm of the constant (node-independent) part of X."""
+    return math.sqrt(X.shape[0]) * float(torch.linalg.norm(X.double().mean(0)))
+
+
+def layer_profile(model, graph, op=None, *, backward: bool = True, device=None) -> pd.DataFrame:
+    """One forward (and backward) pass of ``model`` in float64 on ``graph`` (cross-entropy on its training nodes).
+
+    ``op``: the float64 propagation operator (built here when None; the MLP, ``propagation='identity'``, has
+    none). One row per layer k = 0..L with
+
+        E_X, rel_mu_X = mu(X)/||X||_F, norm_X = ||X||_F, const_X = ||1 xbar^T||_F  of X(k)  (X(L) = H(L), the logits)
+        E_B, rel_mu_B, norm_B  of B(k) = dL/dH(k),  grad_norm = ||dL/dW(k)||_F            (k >= 1, with ``backward``)
+    """
+    model = model.double().to(device)
+    g = graph.to(device)
+    if model.propagation == "identity":
+        op = None
+    elif op is None:
+        op = G.propagation(g, model.propagation, device, dtype=torch.float64)
+    with torch.set_grad_enabled(backward):
+        _, sig = signals.trace(model, g.x.double(), op, g.y, g.train_mask, backward=backward)
+    rows = []
+    for k, X in enumerate(sig.X):
+        row = dict(layer=k, E_X=measures.E(X), rel_mu_X=measures.rel_mu(X), norm_X=float(torch.linalg.norm(X.double())),
+                   const_X=_const_norm(X))
+        if backward and k >= 1:
+            B = sig.B[k - 1]
+            row.update(E_B=measures.E(B), rel_mu_B=measures.rel_mu(B), norm_B=float(torch.linalg.norm(B.double())),
+                       grad_norm=float(torch.linalg.norm(sig.dW[k - 1].double())))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def profile_grid(graphs, depths, *, s=None, s_lambda=None, kinds=("GNN", "MLP"), hidden: int = 32,
+                 activation: str = "centred_softplus", init: str = "gaussian", backward: bool = True,
+                 device=None) -> pd.DataFrame:
+    """:func:`layer_profile` of random-weight networks for every graph x kind x depth x scale.
+
+    Graph i (seed ``graph.meta['seed']``, default i) gets weights drawn with the same seed, so a "seed" is a new
+    graph and new weights. The scale is either ``s`` (list: spectral norm of every W(k)) or ``s_lambda`` (list:
+    s = s_lambda / lambda of each graph). kinds: "GNN" (P = I - (D-A)/d_max) and/or "MLP" (P = I, same weights).
+    init: "gaussian" (Gaussian rescaled to ||W||_2 = s) or "orthogonal" (every singular value s), see
+    :func:`oversmoothing.experiments.make_vanilla`. Returns the stacked rows tagged with seed, lambda, kind, L,
+    scale (the requested s or s_lambda), s, s_lambda, activation and init.
+    """
+    if (s is None) == (s_lambda is None):
+        raise ValueError("give exactly one of s and s_lambda")
+    scales = list(s if s is not None else s_lambda)
+    depths = [depths] if isinstance(depths, int) else list(depths)
+    out = []
+    for i, g in enumerate(graphs):
+        seed = int(g.meta.get("seed", i))
+        lam = float(g.meta["lambda"]) if "lambda" in g.meta else G.second_eigenvalue(G.bistochastic(g))
+        op = G.propagation(g.to(device), "bistochastic", device, dtype=torch.float64)
+        for L in depths:
+            for x in scales:
+                s_k = x if s is not None else x / lam
+                for kind in kinds:
+                    model = make_vanilla(kind, g.num_features, hidden, g.num_classes, L, activation=activation,
+                                         init=init, s=s_k, seed=seed)
+                    df = layer_profile(model, g, op if kind == "GNN" else None, backward=backward, device=device)
+                    out.append(df.assign(seed=seed, **{"lambda": lam}, kind=kind, L=L, scale=x, s=s_k,
+                                         s_lambda=s_k * lam, activation=activation, init=init))
+    return pd.concat(out, ignore_index=True)
+
+
+def fit_rate(values, k=None) -> tuple[float, float]:
+    """Per-layer rate r and R^2 of the least-squares fit  log v_k = log c + k log r  (v_k ~ c r^k).
+
+    ``k``: the layer indices of ``values`` (default 0, 1, ...). Non-positive or non-finite values are left out;
+    fewer than 2 points left gives (nan, nan). R^2 is 1 for an exact geometric sequence."""
+    v = np.asarray(values, dtype=float)
+    k = np.arange(len(v), dtype=float) if k is None else np.asarray(k, dtype=float)
+    ok = np.isfinite(v) & (v > 0)
+    if ok.sum() < 2:
+        return float("nan"), float("nan")
+    x, y = k[ok], np.log(v[ok])
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    r2 = 1.0 - resid.var() / y.var() if y.var() > 0 else 1.0
+    return float(np.exp(slope)), float(r2)
+
+
+def layer_rates(profiles: pd.DataFrame, column: str, kmax: int, by=("seed", "kind", "L", "scale")) -> pd.DataFrame:
+    """:func:`fit_rate` of ``column`` on layers k = 0..kmax of every profile in ``profiles`` (one group per ``by``):
+    one row per group with its keys, ``rate`` and ``R2``."""
+    rows = []
+    for keys, d in profiles.groupby(list(by)):
+        d = d[d.layer <= kmax].sort_values("layer")
+        r, r2 = fit_rate(d[column].to_numpy(), d.layer.to_numpy())
+        rows.append(dict(zip(by, keys if isinstance(keys, tuple) else (keys,)), rate=r, R2=r2))
+    return pd.DataFrame(rows)
+
+
+def end_rate(values, side: str, n_layers: int, valid=None) -> float:
+    """Per-layer decay rate at one end of a layer profile ``values`` = (v_1, ..., v_L) (layer k = 1..L).
+
+    side="out": fit v_k ~ c r^(L-k) on the ``n_layers`` layers next to the output (the backward smoothing from
+    the output, Theorem 2's (lambda s)^(L-k) term); side="in": v_k ~ c r^k on the ``n_layers`` layers next to the
+    input (the (lambda s)^k term). r < 1 means the values fall away from that end. ``valid`` (booleans, same
+    length) drops points, e.g. those at float64 rounding level; nan when fewer than 2 points remain."""
+    v = np.asarray(values, dtype=float)
+    L = len(v)
+    k = np.arange(1, L + 1)
+    ok = np.ones(L, bool) if valid is None else np.asarray(valid, bool)
+    if side == "out":
+        sel = slice(max(L - n_layers, 0), L)
+        return fit_rate(np.where(ok, v, np.nan)[sel], (L - k)[sel])[0]
+    if side == "in":
+        sel = slice(0, min(n_layers, L))
+        return fit_rate(np.where(ok, v, np.nan)[sel], k[sel])[0]
+    raise ValueError(f"side must be 'out' or 'in', got {side!r}")
+
+
+def fit_theorem2(values, lam: float, s: float, valid=None) -> tuple[float, float, float]:
+    """Fit Theorem 2's shape a (lambda s)^(L-k) + b (lambda s)^k (:func:`oversmoothing.measures.theorem2_bound`)
+    to ``values`` = (v_1..v_L) by least squares on log10, over a, b > 0, using the ``valid`` points only.
+    Returns (a, b, rms of the log10 residuals)."""
+    from scipy.optimize import least_squares
+
+    v = np.asarray(values, dtype=float)
+    L = len(v)
+    k = np.arange(1, L + 1)
+    ok = np.isfinite(v) & (v > 0) & (np.ones(L, bool) if valid is None else np.asarray(valid, bool))
+    if ok.sum() < 2:
+        return float("nan"), float("nan"), float("nan")
+    y = np.log10(v[ok])
+    x0 = [float(np.log10(v[ok][-1])), float(np.log10(v[ok][0]))]
+
+    def resid(p):
+        return np.log10(measures.theorem2_bound(lam, s, k[ok], L, a=10 ** p[0], b=10 ** p[1])) - y
+
+    res = least_squares(resid, x0=x0)
+    return float(10 ** res.x[0]), float(10 ** res.x[1]), float(np.sqrt(np.mean(res.fun ** 2)))
+
+
+def forward_verdict(s_lambda, rate, r2, *, escape: str = "some", r2_min: float = 0.9, control=None) -> dict:
+    """C1's criterion on one network's fitted rates r (and fit R^2) of E(X(k)) at several s*lambda.
+
+    decays  : for every s*lambda < 1 the decay is exponential (R^2 >= r2_min) and at least as fast as the bound,
+              r <= s*lambda  (the paper: s lambda < 1 is sufficient for oversmoothing);
+    escapes : s*lambda > 1 lets E(X(k)) escape (r >= 1) for SOME tested s*lambda (``escape="some"``: the paper
+              says that then oversmoothing *may* not happen) or for EVERY one (``escape="every"``, a stricter
+              reading).
+    control : optional (rate, r2) of the same networks with P = I (the MLP) at the same s*lambda. If the MLP
+              "decays" by the same test, the (s lambda)^k decay is not a graph effect and "reproduced" drops to
+              "partly reproduced"; the result carries ``control_decays``.
+    verdict : both -> "reproduced"; decays only -> "partly reproduced"; otherwise "not reproduced". With no
+              s*lambda < 1 (or none > 1) tested, the missing part counts as not shown.
+    """
+    if escape not in ("some", "every"):
+        raise ValueError(f"escape must be 'some' or 'every', got {escape!r}")
+    sl, r, q = (np.asarray(a, dtype=float) for a in (s_lambda, rate, r2))
+    below, above = sl < 1, sl > 1
+    decays = bool(below.any() and ((q[below] >= r2_min) & (r[below] <= sl[below])).all())
+    hit = r[above] >= 1
+    escapes = bool(above.any() and (hit.any() if escape == "some" else hit.all()))
+    verdict = ("reproduced" if escapes else "partly reproduced") if decays else "not reproduced"
+    out = dict(decays=decays, escapes=escapes, verdict=verdict)
+    if control is not None:
+        c_rate, c_r2 = (np.asarray(a, dtype=float) for a in control)
+        out["control_decays"] = bool(below.any() and ((c_r2[below] >= r2_min) & (c_rate[below] <= sl[below])).all())
+        if out["control_decays"] and verdict == "reproduced":
+            out["verdict"] = "partly reproduced"
+    return out
+
+
+def thirds(values) -> tuple[float, float, float]:
+    """Means of log10(values) over the first, middle and last third of the layers (numpy.array_split);
+    values <= 0 are clipped to 1e-300."""
+    logs = np.log10(np.clip(np.asarray(values, dtype=float), 1e-300, None))
+    return tuple(float(t.mean()) for t in np.array_split(logs, 3))
+
+
+def tally(verdicts) -> tuple[str, str]:
+    """Seeds that agree: (headline, detail). headline: the common verdict when every seed gives the same one, else
+    "partly reproduced" if at least one seed reproduced (fully or partly), else "not reproduced". detail:
+    "3/3 seeds" when unanimous, else the count of each verdict, e.g. "reproduced on 2/3 seeds, partly reproduced
+    on 1/3"."""
+    v = list(verdicts)
+    if not v:
+        return "not judged", "0 seeds"
+    n = len(v)
+    if all(x == v[0] for x in v):
+        return v[0], f"{n}/{n} seeds"
+    head = "partly reproduced" if any(x in ("reproduced", "partly reproduced") for x in v) else "not reproduced"
+    counts = {x: v.count(x) for x in dict.fromkeys(v)}
+    parts = [f"{x} on {c}/{n}" + (" seeds" if i == 0 else "") for i, (x, c) in enumerate(counts.items())]
+    return head, ", ".join(parts)
+
+
+def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: float,
+                 by=("seed", "kind", "L")) -> pd.DataFrame:
+    """C3's measurements of the backward profile ``column`` (e.g. "E_B" or "rel_mu_B") of every network.
+
+    One row per group: ``first/middle/last`` (:func:`thirds` of the values over layers 1..L), ``middle_lowest``
+    (the middle third has the lowest mean log10), ``k_star`` (the layer of the minimum), the end rates ``r_in`` and
+    ``r_out`` (:func:`end_rate` on ``n_layers`` layers, leaving out the layers where mu(B)/||B||_F < ``floor``, i.e.
+    at float64 rounding level), ``q`` = lambda s and ``rates_ok`` (both end rates <= q), and Theorem 2's fitted
+    shape ``a, b, rms`` (:func:`fit_theorem2`)."""
+    rows = []
+    for keys, d in profiles[profiles.layer >= 1].groupby(list(by)):
+        d = d.sort_values("layer")
+        v = d[column].to_numpy()
+        valid = (d.rel_mu_B > floor).to_numpy()
+        lam, s = float(d["lambda"].iloc[0]), float(d.s.iloc[0])
+        t = thirds(v)
+        r_in, r_out = end_rate(v, "in", n_layers, valid), end_rate(v, "out", n_layers, valid)
+        a, b, rms = fit_theorem2(v, lam, s, valid)
+        rows.append(dict(zip(by, keys), first=t[0], middle=t[1], last=t[2], middle_lowest=t[1] < min(t[0], t[2]),
+                         k_star=int(d.layer.iloc[int(np.argmin(v))]), r_in=r_in, r_out=r_out, q=lam * s,
+                         rates_ok=bool(r_in <= lam * s and r_out <= lam * s), a=a, b=b, rms=rms))
+    return pd.DataFrame(rows)
+
+
+def valley_verdict(peak: pd.DataFrame, rates: pd.DataFrame | None = None, control: pd.DataFrame | None = None) -> dict:
+    """C3's criterion on one seed's :func:`valley_table` rows (the judged depths): (i) ``peak``: the middle third
+    is lowest at every depth (rows ``peak``); (ii) ``rates``: both end rates <= lambda s at every depth (rows
+    ``rates``, default ``peak``, e.g. the table of another measure). Both: "reproduced"; one: "partly reproduced";
+    neither: "not reproduced". ``control`` (the peak rows of the same networks with P = I): if the MLP shows the
+    middle-layer peak too, it is not a GNN effect and "reproduced" drops to "partly reproduced"."""
+    rates = peak if rates is None else rates
+    ok_peak, ok_rates = bool(len(peak) and peak.middle_lowest.all()), bool(len(rates) and rates.rates_ok.all())
+    verdict = "reproduced" if ok_peak and ok_rates else ("partly reproduced" if ok_peak or ok_rates else "not reproduced")
+    out = dict(peak=ok_peak, rates=ok_rates, verdict=verdict)
+    if control is not None:
+        out["control_peak"] = bool(len(control) and control.middle_lowest.all())
+        if out["control_peak"] and verdict == "reproduced":
+            out["verdict"] = "partly reproduced"
+    return out
