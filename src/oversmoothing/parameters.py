@@ -148,3 +148,11 @@ def check(name: str, value, chapter: str | None = None, rules: dict[str, Rule] |
 def check_all(params: dict, chapter: str | None = None) -> dict:
     """Check every entry of ``params``; returns the (possibly int-converted) values."""
     return {k: check(k, v, chapter) for k, v in params.items()}
+
+# chapter 08 (paper2c): remedies compared
+RULES.update({
+    "dropouts": _floats(0, 1, hi_open=True),   # dropout rates tried per model; the validation set picks one
+    "lipschitz_budget": _pos(),                 # c^2 L / d of the Lipschitz residual arm
+    "short_epochs": _int(1),                    # a shorter training budget read off the same runs
+    "mlp_depths": _ints(1),                     # depths of the plain GCN's MLP twin (P = I)
+})
