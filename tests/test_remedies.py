@@ -106,3 +106,138 @@ def test_rel_mu_gcn_vanishes_on_the_gcn_fixed_subspace(graph):
     X = deg.sqrt().unsqueeze(1) * torch.randn(1, 5, dtype=torch.float64)
     assert rel_mu_gcn(X, graph.edge_index) < 1e-10
     assert rel_mu(X) > 0.01
+
+
+# ----------------------------------------------------------------------------- chapter 8, second edition
+def _power_limit_graph():
+    """Two components with unequal degrees: a star on 5 nodes and a path on 4 nodes."""
+    star = [(0, i) for i in range(1, 5)]
+    path = [(5, 6), (6, 7), (7, 8)]
+    e = torch.tensor(star + path).t()
+    return torch.cat([e, e.flip(0)], 1), 9
+
+
+def test_gcn_operator_limit_is_sqrt_degree_per_component_not_constant():
+    """Powers of D~^{-1/2}(A+I)D~^{-1/2} converge to rows proportional to sqrt(d_i + 1) within each
+    component (its eigenvalue-1 eigenvectors), not to per-component constants."""
+    import numpy as np
+
+    ei, n = _power_limit_graph()
+    lim = remedies.gcn_power_limit(ei, n, steps=(1, 2000))
+    assert lim["spread_over_sqrt_deg"].iloc[-1] < 1e-8
+    assert lim["spread_raw"].iloc[-1] > 0.2          # the star's centre (d+1 = 5) vs its leaves (d+1 = 2)
+    assert lim["spread_over_sqrt_deg"].iloc[0] > 1e-3  # not trivially flat after one step
+    # the same from the eigenvectors: P u = u for u = sqrt(d+1) on one component
+    mask = torch.ones(n, dtype=torch.bool)
+    g = graphs.Graph(torch.zeros(n, 1), torch.zeros(n, dtype=torch.long), ei, mask, mask, mask)
+    P = graphs.propagation(g, "gcn", dtype=torch.float64).to_dense()
+    deg = torch.bincount(ei[0], minlength=n).double() + 1
+    u = torch.where(torch.arange(n) < 5, deg.sqrt(), torch.zeros(n, dtype=torch.float64))
+    torch.testing.assert_close(P @ u, u)
+    assert np.ptp(u[:5].numpy()) > 0
+
+
+def test_choose_by_validation_keeps_the_better_rate_and_ignores_test():
+    import pandas as pd
+
+    runs = pd.DataFrame([
+        dict(model="pairnorm", depth=16, seed=0, dropout=0.0, val_acc=0.55, test_acc=0.50),
+        dict(model="pairnorm", depth=16, seed=0, dropout=0.5, val_acc=0.12, test_acc=0.90),  # test must not matter
+        dict(model="gcn", depth=2, seed=0, dropout=0.0, val_acc=0.70, test_acc=0.70),
+        dict(model="gcn", depth=2, seed=0, dropout=0.5, val_acc=0.78, test_acc=0.80),
+        dict(model="gcn", depth=2, seed=1, dropout=0.5, val_acc=0.60, test_acc=0.60),
+        dict(model="gcn", depth=2, seed=1, dropout=0.0, val_acc=0.60, test_acc=0.65),       # tie: smaller rate
+    ])
+    kept = remedies.choose_by_validation(runs).set_index(["model", "depth", "seed"])["dropout"]
+    assert kept[("pairnorm", 16, 0)] == 0.0
+    assert kept[("gcn", 2, 0)] == 0.5
+    assert kept[("gcn", 2, 1)] == 0.0
+    assert len(kept) == 3
+
+
+def test_lipschitz_c_rule_and_arm():
+    assert remedies.lipschitz_c_rule(32, 16) == pytest.approx(16 ** 0.5 / 32 ** 0.5)
+    c = remedies.lipschitz_c_rule(16, 16, budget=4.0)
+    assert c == pytest.approx(2.0) and c ** 2 * 16 / 16 == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        remedies.lipschitz_c_rule(0, 16)
+    m = remedies.build("lipschitz", 12, 16, 3, 8, seed=0)
+    assert m.lipschitz_c == pytest.approx(2 ** 0.5)                 # sqrt(16/8)
+    assert remedies.build("lipschitz", 12, 16, 3, 8, seed=0, c=4.0).lipschitz_c == 4.0
+    W = models.weights(m)[0]
+    assert float(torch.linalg.norm(W.detach())) == pytest.approx(2 ** 0.5, rel=1e-5)
+
+
+def test_fast_gcn_stack_equals_pyg_gcnconv(graph):
+    """The GCN layers' sparse product by P gives GCNConv's own output (message passing on gcn_norm)."""
+    model = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    model.eval()
+    ei, ew = remedies.gcn_operator(graph.edge_index, graph.num_nodes)
+    with torch.no_grad():
+        fast = model(graph.x, model.operator(graph, "cpu"))
+        X = graph.x
+        for k, layer in enumerate(model.layers):
+            X = layer(X, ei, ew)
+            X = X.relu() if k < 2 else X
+    torch.testing.assert_close(fast, X, rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_twin_is_the_gcn_without_the_graph(graph):
+    gcn = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    mlp = remedies.build("mlp", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    for a, b in zip(gcn.parameters(), mlp.parameters()):
+        torch.testing.assert_close(a, b)                 # same initialisation
+    assert mlp.operator(graph, "cpu") is None
+    mlp.eval()
+    with torch.no_grad():
+        X = graph.x
+        for k, layer in enumerate(mlp.layers):
+            X = layer.lin(X) + layer.bias
+            X = X.relu() if k < 2 else X
+        torch.testing.assert_close(mlp(graph.x, None), X)
+
+
+def test_sparse_input_linear_matches_dense_dropout_in_law_and_gradient():
+    """input_linear: the same product and weight gradient as the dense path (no dropout), and with
+    dropout each non-zero entry is kept with probability 1-p and scaled by 1/(1-p)."""
+    torch.manual_seed(0)
+    x = (torch.rand(400, 300) < 0.02).float()            # mostly zero, 120000 entries
+    W = torch.randn(5, 300, dtype=torch.float32, requires_grad=True)
+    y = remedies.input_linear(x, W, 0.0, True)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    gW, W.grad = W.grad.clone(), None
+    y2 = torch.nn.functional.linear(x, W)
+    (y2 * g).sum().backward()
+    torch.testing.assert_close(y, y2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gW, W.grad, rtol=1e-5, atol=1e-5)
+    # dropout: with W = identity-like probe, the mean over draws of the output equals x W^T
+    probe = torch.eye(300)[:5]
+    outs = torch.stack([remedies.input_linear(x, probe, 0.5, True) for _ in range(400)])
+    vals = outs[:, x[:, :5] > 0]
+    assert set(torch.unique(vals).tolist()) <= {0.0, 2.0}
+    assert abs(float((vals > 0).float().mean()) - 0.5) < 0.03
+    torch.testing.assert_close(remedies.input_linear(x, probe, 0.5, False), x[:, :5])
+
+
+def test_fast_dropout_law():
+    torch.manual_seed(0)
+    X = torch.ones(200, 50)
+    D = remedies.dropout(X, 0.3, True)
+    assert torch.isclose(D[D > 0], torch.tensor(1 / 0.7)).all()
+    assert abs(float((D > 0).float().mean()) - 0.7) < 0.02
+    assert remedies.dropout(X, 0.3, False) is X
+
+
+def test_summarise_reads_a_shorter_budget_off_the_same_run(graph):
+    """test_acc_<b>ep is the test accuracy at the best validation epoch among epochs <= b."""
+    from oversmoothing.training import fit
+
+    model = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 2, seed=0)
+    h = fit(model, graph, epochs=12, measures=remedies.SWEEP_MEASURES, signals=("X", "B"), record_every=12,
+            device="cpu", seed=0, progress=False)
+    row = remedies.summarise(h, "gcn", 2, 0, budgets=(4,))
+    ep = h.epochs[h.epochs["epoch"] <= 4]
+    assert row["val_acc_4ep"] == pytest.approx(ep["val_acc"].max())
+    assert row["test_acc_4ep"] == pytest.approx(float(ep.loc[ep["val_acc"].idxmax(), "test_acc"]))
+    assert row["val_acc"] >= row["val_acc_4ep"]

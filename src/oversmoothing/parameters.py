@@ -156,3 +156,11 @@ RULES.update({
     "init_s_lambda": _pos(),                          # s * lambda of every W(k) at initialisation
     "judge_from_depth": _int(1),                      # C3 is judged for L >= this only
 })
+
+# chapter 08 (paper2c): remedies compared
+RULES.update({
+    "dropouts": _floats(0, 1, hi_open=True),   # dropout rates tried per model; the validation set picks one
+    "lipschitz_budget": _pos(),                 # c^2 L / d of the Lipschitz residual arm
+    "short_epochs": _int(1),                    # a shorter training budget read off the same runs
+    "mlp_depths": _ints(1),                     # depths of the plain GCN's MLP twin (P = I)
+})
