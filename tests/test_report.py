@@ -83,7 +83,7 @@ def test_setup_chapter_refuses_bad_parameters_before_any_work(bad, match):
 
 def test_setup_chapter_ignores_modules_and_ipython_names_and_converts_integral_floats():
     import math
-    ns = dict(seed=0, device="cpu", depth=5.0, math=math, In=[], Out={}, _i1="x", f=lambda: 1)
+    ns = dict(seed=0, device="cpu", depth=5.0, math=math, In=[], Out={}, _i1="x", f=lambda: 1, PALETTE="colorblind")
     setup_chapter("07_demo", ns)
     assert ns["depth"] == 5 and isinstance(ns["depth"], int)
 

@@ -16,9 +16,10 @@ _LITERALS = (bool, int, float, str, list, tuple, dict, type(None))
 
 def chapter_parameters(namespace: dict) -> dict:
     """The chapter's parameters in ``namespace`` (the notebook's ``globals()`` right after its
-    parameters cell and papermill's injected cell): every public name bound to a literal value."""
+    parameters cell and papermill's injected cell): every public lower-case name bound to a literal value
+    (UPPER_CASE names are constants imported from the library, e.g. ``figures.PALETTE``)."""
     return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
+            if not k.startswith("_") and not k.isupper() and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
 
 
 def setup_chapter(name: str, namespace: dict):
