@@ -148,3 +148,9 @@ def check(name: str, value, chapter: str | None = None, rules: dict[str, Rule] |
 def check_all(params: dict, chapter: str | None = None) -> dict:
     """Check every entry of ``params``; returns the (possibly int-converted) values."""
     return {k: check(k, v, chapter) for k, v in params.items()}
+
+# chapter 06 (gradient similarity): P = I controls at initialisation
+RULES.update({
+    "reading_depth": _int(2),   # depth of C8's deeper reading (measured in float64)
+    "train_gat": Rule("bool"),  # also train the residual GATs (slow on a CPU; the paper profile)
+})
