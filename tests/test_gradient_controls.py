@@ -74,3 +74,11 @@ def test_seed_verdict_is_the_majority_and_a_tie_goes_to_the_less_favourable():
     assert runs.seed_verdict(["reproduced", "not reproduced"]) == ("not reproduced", 1)
     assert runs.seed_verdict(["partly reproduced"] * 3) == ("partly reproduced", 3)
     assert runs.seed_verdict([None, "reproduced"])[0] is None
+
+
+def test_small_component_share_counts_the_rows_of_isolated_nodes_and_pairs():
+    # nodes 0-1-2 a path, 3-4 a pair, 5 isolated
+    ei = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    G = torch.tensor([[1.0], [1.0], [1.0], [2.0], [0.0], [1.0]])
+    assert runs.small_component_mask(ei, 6).tolist() == [False, False, False, True, True, True]
+    assert runs.small_component_share(G, ei) == pytest.approx(5 / 8)

@@ -153,4 +153,5 @@ def check_all(params: dict, chapter: str | None = None) -> dict:
 RULES.update({
     "reading_depth": _int(2),   # depth of C8's deeper reading (measured in float64)
     "train_gat": Rule("bool"),  # also train the residual GATs (slow on a CPU; the paper profile)
+    "reading_dataset": Rule("str", choices=DATASETS),  # C8's second-dataset reading
 })

@@ -207,7 +207,8 @@ def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, see
     * ``layers``: one row per layer k = 0..L with, for the gradient G(k) = dL/dX(k):
       ``finite_G`` (every entry finite), ``norm_G`` = ||G(k)||_F, ``mu_G`` = mu(G(k)),
       ``rel_mu_G`` = mu(G)/||G||_F and ``rel_mu_gcn_G`` (distance from the GCN operator's limit subspace,
-      relative; NaN where G(k) is not finite or zero), ``max_G`` = max |G(k)_ij|; and ``norm_X`` = ||X(k)||_F,
+      relative; NaN where G(k) is not finite or zero), ``max_G`` = max |G(k)_ij|, ``small_share_G`` (see
+      :func:`small_component_share`); and ``norm_X`` = ||X(k)||_F,
       ``max_X`` = max |X(k)_ij|."""
     import torch
 
@@ -226,7 +227,7 @@ def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, see
     if isinstance(op, torch.Tensor) and op.is_floating_point():
         op = op.to(dtype)
     _, sig = trace(model, g.x.to(dtype), op, g.y, g.train_mask)
-    rows = []
+    rows, small = [], small_component_mask(g.edge_index, g.num_nodes)
     for k, G in enumerate(sig.G):
         ok = G is not None and bool(torch.isfinite(G).all())
         nrm = float(torch.linalg.norm(G.double())) if ok else float("nan")
@@ -234,6 +235,7 @@ def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, see
                          rel_mu_G=rel_mu(G) if ok and nrm > 0 else float("nan"),
                          rel_mu_gcn_G=rel_mu_gcn(G, g.edge_index) if ok and nrm > 0 else float("nan"),
                          max_G=float(G.abs().max()) if ok else float("nan"),
+                         small_share_G=small_component_share(G, None, mask=small) if ok else float("nan"),
                          norm_X=float(torch.linalg.norm(sig.X[k].double())), max_X=float(sig.X[k].abs().max())))
     logits = sig.logits
     return dict(arch=arch, depth=depth, seed=seed, he=he, dtype=str(dtype).replace("torch.", ""), loss=sig.loss,
@@ -245,7 +247,7 @@ def init_summary(res: dict) -> dict:
     """One row for one :func:`init_gradients` result: its settings, the forward numbers, how many G(k) are
     finite, ``ratio`` = mu(G(1))/mu(G(L)) (below 1: the gradient similarity shrinks towards the input;
     above 1: it expands), ``spearman`` = Spearman's rho between k and mu(G(k)) over k = 1..L, and layer 1's
-    ``rel_mu_G1``, ``rel_mu_gcn_G1`` and layer 0's ``norm_G0`` = ||G(0)||_F (NaN where not finite)."""
+    ``rel_mu_G1``, ``rel_mu_gcn_G1``, ``small_share_G1`` and layer 0's ``norm_G0`` = ||G(0)||_F (NaN where not finite)."""
     from scipy.stats import spearmanr
 
     la = res["layers"]
@@ -258,7 +260,8 @@ def init_summary(res: dict) -> dict:
                 finite_G=int(la["finite_G"].sum()), layers_G=len(la),
                 ratio=float(m[0] / m[-1]) if ok and m[-1] > 0 else float("nan"),
                 spearman=float(spearmanr(np.arange(1, len(m) + 1), m).statistic) if ok else float("nan"),
-                rel_mu_G1=at("rel_mu_G", 1), rel_mu_gcn_G1=at("rel_mu_gcn_G", 1), norm_G0=at("norm_G", 0))
+                rel_mu_G1=at("rel_mu_G", 1), rel_mu_gcn_G1=at("rel_mu_gcn_G", 1), small_share_G1=at("small_share_G", 1),
+                norm_G0=at("norm_G", 0))
 
 
 def seed_verdict(verdicts) -> tuple[str, int]:
@@ -271,3 +274,25 @@ def seed_verdict(verdicts) -> tuple[str, int]:
         return odd[0], sum(v == odd[0] for v in vs)
     best = max(order, key=lambda v: (vs.count(v), -order.index(v)))
     return best, vs.count(best)
+
+
+def small_component_mask(edge_index, n: int, max_size: int = 2):
+    """Boolean tensor [n]: the nodes in connected components of at most ``max_size`` nodes."""
+    import scipy.sparse as sp
+    import torch
+    from scipy.sparse.csgraph import connected_components
+
+    ei = edge_index.detach().cpu().numpy()
+    _, lab = connected_components(sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n)), directed=False)
+    return torch.from_numpy(np.bincount(lab)[lab] <= max_size)
+
+
+def small_component_share(G, edge_index, max_size: int = 2, mask=None) -> float:
+    """Fraction of ||G||_F^2 on the rows of nodes in connected components of at most ``max_size`` nodes
+    (``mask``: :func:`small_component_mask`, if already computed).  Such a node's row is its own component's
+    limit direction, so a gradient concentrated there is "close to the GCN's limit subspace" without any node
+    becoming alike another (CiteSeer has many)."""
+    small = small_component_mask(edge_index, G.shape[0], max_size) if mask is None else mask
+    sq = G.detach().double().cpu().pow(2).sum(1)
+    total = float(sq.sum())
+    return float(sq[small].sum()) / total if total > 0 else float("nan")
