@@ -83,3 +83,86 @@ def test_theorem2_bound_is_smallest_in_the_middle_when_lambda_s_below_one():
     assert M.theorem2_bound(0.5, 1.0, 0, 10) == pytest.approx(0.5 ** 10 + 1.0)
     with pytest.raises(ValueError):
         M.theorem2_bound(0.5, 1.0, 1, 0)
+
+
+# ----------------------------------------------------------------------------- rel_mu_gcn's basis cache
+def _random_tree(n, gen):
+    """edge_index (both directions) of a random recursive tree on n nodes: node i hangs from a node < i."""
+    child = torch.arange(1, n)
+    parent = (torch.rand(n - 1, generator=gen) * child).long()
+    return torch.cat([torch.stack([child, parent]), torch.stack([parent, child])], 1)
+
+
+def _uncached_rel_mu_gcn(X, edge_index):
+    U = M.gcn_limit_basis(edge_index, X.shape[0])
+    X = X.double()
+    return float(torch.linalg.norm(X - U @ (U.t() @ X)) / torch.linalg.norm(X))
+
+
+def test_rel_mu_gcn_is_never_stale_for_new_graphs_built_in_a_loop():
+    """40 trees of the same size built one after the other: a new edge tensor often lands at the address
+    the previous one freed, which a cache keyed on (address, shape, n) mistook for the same graph."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    wrong = []
+    for t in range(40):
+        ei = _random_tree(30, gen)
+        got, want = M.rel_mu_gcn(X, ei), _uncached_rel_mu_gcn(X, ei)
+        if abs(got - want) > 1e-12:
+            wrong.append((t, got - want))
+    assert not wrong, f"{len(wrong)} of 40 trees got a stale basis: {wrong[:3]}"
+
+
+def test_rel_mu_gcn_follows_an_in_place_edit_of_edge_index():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    ei = _random_tree(30, gen)
+    before = M.rel_mu_gcn(X, ei)
+    assert before == pytest.approx(_uncached_rel_mu_gcn(X, ei), abs=1e-12)
+    m = ei.shape[1] // 2  # column m - 1 is (child 29 -> its parent p), column 2m - 1 the reverse
+    p = int(ei[1, m - 1])
+    ei[1, m - 1] = ei[0, 2 * m - 1] = (p + 1) % 29  # rehang node 29 under another node: still a tree
+    after = M.rel_mu_gcn(X, ei)
+    assert after == pytest.approx(_uncached_rel_mu_gcn(X, ei), abs=1e-12)
+    assert abs(after - before) > 1e-6  # the edit changed the degrees, so the answer must change
+
+
+# ----------------------------------------------------------------------------- MAD convention (Chen et al. 2020)
+def _chen_mad(X):
+    """Chen et al.'s MAD written as in their paper: node means of the non-zero cosine distances,
+    averaged over the nodes with a non-zero mean (a zero row has no cosine: distance 0)."""
+    X = X.double().numpy()
+    nrm = np.linalg.norm(X, axis=1)
+    U = np.divide(X, nrm[:, None], out=np.zeros_like(X), where=nrm[:, None] > 0)
+    D = 1 - U @ U.T
+    D[(nrm == 0)[:, None] | (nrm == 0)[None, :]] = 0
+    D[np.abs(D) < 1e-12] = 0
+    Di = np.array([row[row > 0].mean() if (row > 0).any() else 0.0 for row in D])
+    return Di[Di > 0].mean() if (Di > 0).any() else 0.0
+
+
+def test_mad_ignores_dead_relu_rows_as_chen_et_al_do():
+    """Rows of a ReLU layer whose units are all off are zero.  Chen et al. average over non-zero
+    distances, so those rows drop out; counting them at distance 0 over all n(n-1) pairs (this library's
+    first convention) shrinks MAD by about the squared fraction of live rows."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.relu(torch.randn(60, 5, generator=gen, dtype=torch.float64))
+    X[::2] = 0.0  # half the nodes dead
+    live = X[1::2]
+    assert M.mad(X) == pytest.approx(M.mad(live), rel=1e-12)
+    assert M.mad(X) == pytest.approx(_chen_mad(X), rel=1e-12)
+    n = X.shape[0]
+    all_pairs = float(((1 - torch.nn.functional.normalize(live, dim=1) @ torch.nn.functional.normalize(live, dim=1).t())
+                       .sum()) / (n * (n - 1)))
+    assert all_pairs < 0.3 * M.mad(X)  # the two conventions differ by about (30/60)^2
+
+
+def test_mad_averages_node_means_over_non_zero_distances():
+    """Unequal counts of non-zero distances per node: Chen's two-stage mean, not a flat pair mean."""
+    X = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    # rows 0 and 1 are parallel (distance 0, dropped), row 4 is zero (dropped)
+    assert M.mad(X) == pytest.approx(_chen_mad(X), rel=1e-12)
+    c = 1 - 1 / np.sqrt(2)
+    node = [(1 + c) / 2, (1 + c) / 2, (2 + c) / 3, c]
+    assert M.mad(X) == pytest.approx(np.mean(node), rel=1e-12)
+    assert M.mad(torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]])) == 0.0  # one direction only

@@ -9,8 +9,10 @@ Let  X_bar = 1 1^T X / n  (every row replaced by the mean row).
                 Since sum_{i,j} ||x_i - x_j||^2 = 2 n ||X - X_bar||_F^2,  E(X) = sqrt(2/n) mu(X).
 * ``dirichlet`` D(X)  = sum_{(i,j) in edges} ||x_i - x_j||^2 = tr(X^T (D - A) X), each undirected
                 edge counted once
-* ``mad``       mean average (cosine) distance of Chen et al. (2020):
-                MAD(X) = mean_{i != j} (1 - cos(x_i, x_j)), zero rows at distance 0
+* ``mad``       mean average (cosine) distance of Chen et al. (2020), their convention: with
+                D_ij = 1 - cos(x_i, x_j), each node averages D_ij over the j with D_ij > 0, and MAD
+                averages those node means over the nodes whose mean is > 0 (a zero row, whose cosine
+                is undefined, and an exactly parallel pair count as distance 0, so they drop out)
 * relative forms, scale-free:  mu(X)/||X||_F,  D(X)/||X||_F^2  (MAD is already scale-free)
 
 Every measure is zero on a constant signal X = 1 v^T.
@@ -68,22 +70,32 @@ def laplacian_quadratic(X: torch.Tensor, edge_index: torch.Tensor) -> float:
     return float(torch.trace(X.t() @ L @ X))
 
 
-def mad(X: torch.Tensor, chunk: int = 4096) -> float:
-    """MAD(X) = mean over ordered pairs i != j of 1 - cos(x_i, x_j) (zero rows: distance 0)."""
+def mad(X: torch.Tensor, chunk: int = 4096, tol: float = 1e-12) -> float:
+    """MAD(X) of Chen et al. (2020), "Measuring and relieving the over-smoothing problem", global mask:
+
+        D_ij = 1 - cos(x_i, x_j),   D_i = sum_j D_ij / #{j : D_ij > 0},   MAD = sum_i D_i / #{i : D_i > 0},
+
+    i.e. the mean over nodes of each node's mean NON-ZERO cosine distance.  A zero row (e.g. a node whose
+    ReLU units are all off) has no direction: its distances count as 0 and drop out, so MAD(X) is the
+    MAD of the non-zero rows alone.  Distances below ``tol`` (parallel rows up to rounding) count as 0;
+    a signal without any non-zero distance (constant direction, or all rows zero) has MAD 0."""
     n = X.shape[0]
     if n < 2:
         return 0.0
     X = X.double()
     norms = torch.linalg.norm(X, dim=1, keepdim=True)
     U = torch.where(norms > 0, X / norms.clamp_min(1e-300), torch.zeros_like(X))
-    nonzero = (norms.squeeze(1) > 0).double()
-    total = 0.0
-    for start in range(0, n, chunk):  # sum_{i,j} (1 - cos) over pairs of non-zero rows, chunked
-        C = U[start:start + chunk] @ U.t()
-        mask = nonzero[start:start + chunk, None] * nonzero[None, :]
-        total += float(((1.0 - C) * mask).sum())
-    # the diagonal contributes 1 - 1 = 0 (up to rounding), so divide by the n(n-1) off-diagonal pairs
-    return max(total, 0.0) / (n * (n - 1))
+    nonzero = norms.squeeze(1) > 0
+    node_means = []
+    for start in range(0, n, chunk):  # D_ij for a block of rows i, all j
+        D = (1.0 - U[start:start + chunk] @ U.t()).clamp_min(0.0)
+        D = D * (nonzero[start:start + chunk, None] & nonzero[None, :])
+        D = torch.where(D > tol, D, torch.zeros_like(D))  # also the diagonal, 1 - cos(x_i, x_i) ~ 1e-16
+        count = (D > 0).sum(1)
+        node_means.append(torch.where(count > 0, D.sum(1) / count.clamp_min(1), torch.zeros_like(D[:, 0])))
+    Di = torch.cat(node_means)
+    k = int((Di > 0).sum())
+    return float(Di.sum()) / k if k else 0.0
 
 
 def rel_mu(X: torch.Tensor) -> float:
@@ -122,19 +134,29 @@ def gcn_limit_basis(edge_index: torch.Tensor, n: int) -> torch.Tensor:
 _BASIS_CACHE: dict = {}
 
 
+def _cached_gcn_limit_basis(edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`gcn_limit_basis` cached while ``edge_index`` is alive and unmodified: keyed on the tensor's
+    identity (a weak reference, so a new tensor at a freed address or with a recycled id() misses) and its
+    version counter (bumped by every in-place edit), like ``models._nonzeros``."""
+    import weakref
+
+    hit = _BASIS_CACHE.get(id(edge_index))
+    if hit is not None and hit[0]() is edge_index and hit[1] == edge_index._version and hit[2] == n:
+        return hit[3]
+    U = gcn_limit_basis(edge_index, n)
+    if len(_BASIS_CACHE) > 8:
+        _BASIS_CACHE.clear()
+    _BASIS_CACHE[id(edge_index)] = (weakref.ref(edge_index), edge_index._version, n, U)
+    return U
+
+
 def rel_mu_gcn(X: torch.Tensor, edge_index: torch.Tensor) -> float:
     """||X - U U^T X||_F / ||X||_F with U = :func:`gcn_limit_basis`: the relative distance of X from the
     subspace that powers of the GCN operator D~^{-1/2}(A+I)D~^{-1/2} converge to (on a connected graph
     span(D~^{1/2} 1) v^T, not the constant rows 1 v^T that ``rel_mu`` measures against).  On a graph with
     unequal degrees or several components ``rel_mu`` of a GCN-oversmoothed signal stays at a floor; this
     one goes to 0.  Equal to ``rel_mu`` on a connected regular graph."""
-    n = X.shape[0]
-    key = (edge_index.data_ptr(), tuple(edge_index.shape), n)
-    U = _BASIS_CACHE.get(key)
-    if U is None:
-        if len(_BASIS_CACHE) > 8:
-            _BASIS_CACHE.clear()
-        U = _BASIS_CACHE[key] = gcn_limit_basis(edge_index, n)
+    U = _cached_gcn_limit_basis(edge_index, X.shape[0])
     X = X.double()
     U = U.to(X.device)
     nrm = float(torch.linalg.norm(X))

@@ -164,3 +164,10 @@ RULES.update({
     "short_epochs": _int(1),                    # a shorter training budget read off the same runs
     "mlp_depths": _ints(1),                     # depths of the plain GCN's MLP twin (P = I)
 })
+
+# chapter 06 (gradient similarity): P = I controls at initialisation
+RULES.update({
+    "reading_depth": _int(2),   # depth of C8's deeper reading (measured in float64)
+    "train_gat": Rule("bool"),  # also train the residual GATs (slow on a CPU; the paper profile)
+    "reading_dataset": Rule("str", choices=DATASETS),  # C8's second-dataset reading
+})

@@ -161,3 +161,138 @@ def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, n_boot: i
     lo, hi = (np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan")))
     return {"n": n, f"rho_{a}": float(ra), f"rho_{b}": float(rb), "diff": float(abs(ra) - abs(rb)),
             "ci_low": float(lo), "ci_high": float(hi)}
+
+
+# ----------------------------------------------------------------------------- chapter 06: controls at initialisation
+# (added by chapter 06; the functions above are chapter 07's)
+CONTROLS = {"gcn": "mlp", "res_gcn": "res_mlp"}  # the P = I twin of each graph architecture
+ARCHITECTURES_WITH_CONTROLS = {**ARCHITECTURES, "mlp": "MLP (GCN with P = I)", "res_mlp": "residual MLP (P = I)"}
+
+
+def make_model_or_control(arch: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, seed: int = 0):
+    """:func:`make_model` (no normalisation), or for ``"mlp"``/``"res_mlp"`` the P = I twin of ``"gcn"``/
+    ``"res_gcn"``: the same class built from the same seed, hence the SAME initial weights, with the
+    propagation operator replaced by the identity."""
+    if arch == "mlp":
+        return VanillaGNN(in_dim, hidden, out_dim, depth, activation="relu", propagation="identity", seed=seed)
+    if arch == "res_mlp":
+        return ResidualGCN(in_dim, hidden, out_dim, depth, propagation="identity", seed=seed)
+    return make_model(arch, in_dim, hidden, out_dim, depth, seed=seed)
+
+
+def he_rescale_(model, gain: float = math.sqrt(2.0)):
+    """Multiply by ``gain`` the weight of every propagation layer followed by a ReLU (all but the last layer
+    of a :class:`VanillaGNN`, every residual branch of a residual model), in place.  Glorot's uniform init
+    gives a d x d weight the variance 1/d; ReLU keeps half of the second moment, so each layer multiplies
+    the signal's (and the gradient's) mean square by about 1/2.  sqrt(2) (He et al., 2015) compensates."""
+    import torch
+
+    from .models import main_weight
+
+    layers = list(model.layers)[:-1] if isinstance(model, VanillaGNN) else list(model.layers)
+    with torch.no_grad():
+        for layer in layers:
+            owner, name, _ = main_weight(layer)
+            getattr(owner, name).mul_(gain)
+    return model
+
+
+def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, seed: int = 0, he: bool = False,
+                   dtype=None, device="cpu") -> dict:
+    """One forward and one backward pass at initialisation (no training) of ``arch`` (a key of
+    :data:`ARCHITECTURES_WITH_CONTROLS`) on ``graph``'s training loss, in ``dtype`` (float32 by default;
+    float64 to see whether a NaN is only float32's).  Returns
+
+    * ``loss``, ``max_logit`` (largest |logit|), ``forward_finite`` (every logit finite);
+    * ``layers``: one row per layer k = 0..L with, for the gradient G(k) = dL/dX(k):
+      ``finite_G`` (every entry finite), ``norm_G`` = ||G(k)||_F, ``mu_G`` = mu(G(k)),
+      ``rel_mu_G`` = mu(G)/||G||_F and ``rel_mu_gcn_G`` (distance from the GCN operator's limit subspace,
+      relative; NaN where G(k) is not finite or zero), ``max_G`` = max |G(k)_ij|, ``small_share_G`` (see
+      :func:`small_component_share`); and ``norm_X`` = ||X(k)||_F,
+      ``max_X`` = max |X(k)_ij|."""
+    import torch
+
+    from .measures import mu, rel_mu, rel_mu_gcn
+    from .signals import trace
+    from .training import resolve_device
+
+    dtype = dtype or torch.float32
+    dev = resolve_device(device)
+    model = make_model_or_control(arch, graph.num_features, hidden, graph.num_classes, depth, seed=seed)
+    if he:
+        he_rescale_(model)
+    model = model.to(device=dev, dtype=dtype)
+    g = graph.to(dev)
+    op = model.operator(g, dev)
+    if isinstance(op, torch.Tensor) and op.is_floating_point():
+        op = op.to(dtype)
+    _, sig = trace(model, g.x.to(dtype), op, g.y, g.train_mask)
+    rows, small = [], small_component_mask(g.edge_index, g.num_nodes)
+    for k, G in enumerate(sig.G):
+        ok = G is not None and bool(torch.isfinite(G).all())
+        nrm = float(torch.linalg.norm(G.double())) if ok else float("nan")
+        rows.append(dict(layer=k, finite_G=ok, norm_G=nrm, mu_G=mu(G) if ok else float("nan"),
+                         rel_mu_G=rel_mu(G) if ok and nrm > 0 else float("nan"),
+                         rel_mu_gcn_G=rel_mu_gcn(G, g.edge_index) if ok and nrm > 0 else float("nan"),
+                         max_G=float(G.abs().max()) if ok else float("nan"),
+                         small_share_G=small_component_share(G, None, mask=small) if ok else float("nan"),
+                         norm_X=float(torch.linalg.norm(sig.X[k].double())), max_X=float(sig.X[k].abs().max())))
+    logits = sig.logits
+    return dict(arch=arch, depth=depth, seed=seed, he=he, dtype=str(dtype).replace("torch.", ""), loss=sig.loss,
+                max_logit=float(logits.abs().max()), forward_finite=bool(torch.isfinite(logits).all()),
+                layers=pd.DataFrame(rows))
+
+
+def init_summary(res: dict) -> dict:
+    """One row for one :func:`init_gradients` result: its settings, the forward numbers, how many G(k) are
+    finite, ``ratio`` = mu(G(1))/mu(G(L)) (below 1: the gradient similarity shrinks towards the input;
+    above 1: it expands), ``spearman`` = Spearman's rho between k and mu(G(k)) over k = 1..L, and layer 1's
+    ``rel_mu_G1``, ``rel_mu_gcn_G1``, ``small_share_G1`` and layer 0's ``norm_G0`` = ||G(0)||_F (NaN where not finite)."""
+    from scipy.stats import spearmanr
+
+    la = res["layers"]
+    hid = la.loc[la.layer >= 1].sort_values("layer")
+    m = hid["mu_G"].to_numpy(float)
+    ok = bool(np.all(np.isfinite(m)))
+    at = lambda col, k: float(la.loc[la.layer == k, col].iloc[0])  # noqa: E731
+    return dict(arch=res["arch"], depth=res["depth"], seed=res["seed"], he=res["he"], dtype=res["dtype"],
+                loss=res["loss"], max_logit=res["max_logit"], forward_finite=res["forward_finite"],
+                finite_G=int(la["finite_G"].sum()), layers_G=len(la),
+                ratio=float(m[0] / m[-1]) if ok and m[-1] > 0 else float("nan"),
+                spearman=float(spearmanr(np.arange(1, len(m) + 1), m).statistic) if ok else float("nan"),
+                rel_mu_G1=at("rel_mu_G", 1), rel_mu_gcn_G1=at("rel_mu_gcn_G", 1), small_share_G1=at("small_share_G", 1),
+                norm_G0=at("norm_G", 0))
+
+
+def seed_verdict(verdicts) -> tuple[str, int]:
+    """The verdict of the majority of seeds (a tie goes to the less favourable one) and how many seeds
+    reached it.  Any verdict other than reproduced / partly / not reproduced (e.g. not judged) wins outright."""
+    order = ["not reproduced", "partly reproduced", "reproduced"]
+    vs = list(verdicts)
+    odd = [v for v in vs if v not in order]
+    if odd:
+        return odd[0], sum(v == odd[0] for v in vs)
+    best = max(order, key=lambda v: (vs.count(v), -order.index(v)))
+    return best, vs.count(best)
+
+
+def small_component_mask(edge_index, n: int, max_size: int = 2):
+    """Boolean tensor [n]: the nodes in connected components of at most ``max_size`` nodes."""
+    import scipy.sparse as sp
+    import torch
+    from scipy.sparse.csgraph import connected_components
+
+    ei = edge_index.detach().cpu().numpy()
+    _, lab = connected_components(sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n)), directed=False)
+    return torch.from_numpy(np.bincount(lab)[lab] <= max_size)
+
+
+def small_component_share(G, edge_index, max_size: int = 2, mask=None) -> float:
+    """Fraction of ||G||_F^2 on the rows of nodes in connected components of at most ``max_size`` nodes
+    (``mask``: :func:`small_component_mask`, if already computed).  Such a node's row is its own component's
+    limit direction, so a gradient concentrated there is "close to the GCN's limit subspace" without any node
+    becoming alike another (CiteSeer has many)."""
+    small = small_component_mask(edge_index, G.shape[0], max_size) if mask is None else mask
+    sq = G.detach().double().cpu().pow(2).sum(1)
+    total = float(sq.sum())
+    return float(sq[small].sum()) / total if total > 0 else float("nan")
