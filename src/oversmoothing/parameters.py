@@ -148,3 +148,10 @@ def check(name: str, value, chapter: str | None = None, rules: dict[str, Rule] |
 def check_all(params: dict, chapter: str | None = None) -> dict:
     """Check every entry of ``params``; returns the (possibly int-converted) values."""
     return {k: check(k, v, chapter) for k, v in params.items()}
+
+# chapters 04-05 (paper 1: stationary traps, weight scale)
+RULES.update({
+    "graph_seeds": _ints(0), "activation": Rule("str", choices=ACTIVATIONS), "offset_depths": _ints(1),
+    "offsets": _floats(0, lo_open=True), "reading_lambda": Rule("float", 0, 1, lo_open=True, hi_open=True),
+    "reading_avg_degree": _pos(), "long_epochs": _int(1), "extra_s": _floats(0, lo_open=True),
+})
