@@ -233,7 +233,7 @@ def judge_delay(table: pd.DataFrame, s_col: str = "s") -> tuple[str, str, pd.Dat
       among them;
     * "reproduced" if >= 2 s count and it is delayed among them;
     * "not judged" if it is delayed over the grid but fewer than 2 s count (the MLP shows the same trap,
-      so no GNN-specific comparison is left).
+      so no GNN-specific comparison is left), or if fewer than 2 s have a GNN run that did train.
 
     Returns (verdict, text, per-s table)."""
     rows = []
@@ -249,13 +249,15 @@ def judge_delay(table: pd.DataFrame, s_col: str = "s") -> tuple[str, str, pd.Dat
 
     def delayed(v):
         v = v[~np.isnan(v)]
-        return bool(len(v) >= 2 and np.all(np.diff(v) >= 0) and v[-1] > v[0])
+        return bool(len(v) >= 2 and all(b >= a for a, b in zip(v[:-1], v[1:])) and v[-1] > v[0])
 
     fmt = lambda v: "never" if np.isinf(v) else ("-" if np.isnan(v) else f"{v:g}")  # noqa: E731
     text = ("GNN trap epoch by s: " + ", ".join(f"{r[s_col]:g}: {fmt(r['gnn_trap_epoch'])}" for _, r in per_s.iterrows())
             + "; s where the same-depth MLP is not trapped: " + (", ".join(f"{v:g}" for v in per_s.loc[per_s["counts"], s_col]) or "none"))
     counted = per_s.loc[per_s["counts"], "gnn_trap_epoch"].to_numpy()
-    if not delayed(per_s["gnn_trap_epoch"].to_numpy()):
+    if per_s["gnn_trap_epoch"].notna().sum() < 2:  # (almost) every GNN run exploded: nothing to compare
+        verdict = "not judged"
+    elif not delayed(per_s["gnn_trap_epoch"].to_numpy()):
         verdict = "not reproduced"
     elif len(counted) >= 2:
         verdict = "reproduced" if delayed(counted) else "not reproduced"
