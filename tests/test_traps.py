@@ -126,9 +126,10 @@ def test_judge_delay_needs_the_mlp_control():
                 ("MLP", 2.0, "trained", None), ("GNN", 3.0, "trained", None), ("MLP", 3.0, "not trapped", None)])
     assert judge_delay(ok)[0] == "reproduced"
     # an explosion is not a prevention: the did-not-train runs are left out, so no delay is left
-    boom = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "did not train", 0),
-                  ("MLP", 2.0, "trained", None)])
+    boom = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "trapped", 2),
+                  ("MLP", 2.0, "trained", None), ("GNN", 3.0, "did not train", 0), ("MLP", 3.0, "trained", None)])
     assert judge_delay(boom)[0] == "not reproduced"
+    assert judge_delay(boom[boom.s != 2.0])[0] == "not judged"  # a single s left to compare
 
 
 def test_offset_is_kept_whole_by_propagation(graph):
