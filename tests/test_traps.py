@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing.experiments import (chance_loss, collapse_epoch, make_vanilla, orthogonal_init_, proposition2,
-                                       solve_last_layer_)
+from oversmoothing.experiments import (chance_loss, collapse_epoch, component_decay, judge_delay, make_vanilla,
+                                       offset_graph, orthogonal_init_, proposition2, run_table, solve_last_layer_,
+                                       train_grid, trap_status)
 from oversmoothing.graphs import csbm
 from oversmoothing.models import weights
 
@@ -21,9 +22,9 @@ def graph():
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 def test_last_layer_trap_gnn_not_mlp(graph, loss):
     """After W(L) alone is solved, every layer of a deep GNN has ~0 gradient; the same-depth MLP does not."""
-    depth = 20
-    gnn = make_vanilla("GNN", graph.num_features, 8, 2, depth, s=1.7, seed=0)
-    mlp = make_vanilla("MLP", graph.num_features, 8, 2, depth, s=1.7, seed=0)
+    depth = 20  # plain softplus: with a zero-offset activation at this small size the least-squares W(L) is huge
+    gnn = make_vanilla("GNN", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
+    mlp = make_vanilla("MLP", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
     sg, ig = solve_last_layer_(gnn, graph, loss=loss, device="cpu")
     sm, im = solve_last_layer_(mlp, graph, loss=loss, device="cpu")
     assert ig["last_grad"] < 1e-5 and im["last_grad"] < 1e-3  # the last layer is stationary in both
@@ -66,3 +67,76 @@ def test_collapse_epoch_detector():
     assert collapse_epoch(layers, 1e-5) is None
     epochs = pd.DataFrame({"epoch": [0, 1, 2, 3], "loss": [0.7, 0.69, 0.1, 0.1]})
     assert collapse_epoch(layers, 1e-2, epochs, min_loss=0.5) is None  # converged, not trapped
+
+
+# ----------------------------------------------------------------------------- the trap detector
+def _run(losses, grads, acc=None):
+    """A synthetic run: one loss per epoch, one list of per-layer gradient norms per epoch."""
+    ep = pd.DataFrame({"epoch": range(len(losses)), "loss": losses,
+                       "train_acc": acc if acc is not None else [0.5] * len(losses)})
+    la = pd.DataFrame([dict(epoch=e, layer=k + 1, grad_norm=g) for e, gs in enumerate(grads) for k, g in enumerate(gs)])
+    return ep, la
+
+
+def test_trap_status_rejects_a_run_whose_loss_falls_after_the_collapse():
+    chance = math.log(2)
+    small = [1e-4, 1e-4]
+    ep, la = _run([0.69, 0.69, 0.69, 0.30, 0.05], [[1.0, 1.0], small, small, small, small],
+                  acc=[0.5, 0.5, 0.5, 0.9, 1.0])
+    assert trap_status(ep, la, chance, 1e-2) == ("trained", None)  # the collapse at epoch 1 was not a trap
+    ep2 = ep.assign(train_acc=0.6)
+    assert trap_status(ep2, la, chance, 1e-2) == ("not trapped", None)
+    # the same gradients with the loss kept at chance: trapped from epoch 1
+    ep3, la3 = _run([0.69, 0.693, 0.693, 0.693, 0.693], [[1.0, 1.0], small, small, small, small])
+    assert trap_status(ep3, la3, chance, 1e-2) == ("trapped", 1)
+    # one layer with a large gradient is not a collapse
+    ep4, la4 = _run([0.69] * 3, [[1.0, 1.0], [1e-4, 0.5], [1e-4, 0.5]])
+    assert trap_status(ep4, la4, chance, 1e-2) == ("not trapped", None)
+
+
+def test_trap_status_diverged_or_exploding_runs_did_not_train():
+    chance = math.log(2)
+    ep, la = _run([0.69, 0.69, float("nan")], [[1e-4, 1e-4], [1e-4, 1e-4], [float("nan"), 1e-4]])
+    assert trap_status(ep, la, chance, 1e-2) == ("did not train", 2)
+    ep, la = _run([0.69, 0.69, 0.69], [[1.0, 1.0], [1.0, float("inf")], [1.0, 1.0]])
+    assert trap_status(ep, la, chance, 1e-2) == ("did not train", 1)
+    ep, la = _run([1e3, 1e5, 1e7], [[1e3, 1e3]] * 3)  # exploding: never "not trapped"
+    assert trap_status(ep, la, chance, 1e-2)[0] == "did not train"
+
+
+def test_trap_status_recognises_a_real_trap_and_the_mlp_control(graph):
+    """A 20-layer GNN on a dense CSBM (lambda ~ 0.3) is trapped at chance level; the same MLP (P = I) trains."""
+    EP, LA = train_grid(graph, [dict(kind=k, depth=20, seed=0) for k in ("GNN", "MLP")], hidden=8, s=1.7, epochs=40,
+                        device="cpu", progress=False)
+    t = run_table(EP, LA, ["kind", "seed"], chance_loss(graph), 1e-2).set_index("kind")
+    assert t.loc["GNN", "status"] == "trapped"
+    assert t.loc["GNN", "final_loss"] >= 0.95 * chance_loss(graph) and t.loc["GNN", "tail_change"] < 1e-3
+    assert t.loc["MLP", "status"] == "trained"
+
+
+def test_judge_delay_needs_the_mlp_control():
+    def table(rows):
+        return pd.DataFrame([dict(kind=k, s=s, status=st, status_epoch=e) for k, s, st, e in rows])
+    # the GNN's trap is delayed, but the MLP is trapped just the same at the small s: not a GNN effect
+    same = table([("GNN", 0.5, "trapped", 2), ("MLP", 0.5, "trapped", 2), ("GNN", 1.0, "trapped", 9),
+                  ("MLP", 1.0, "trapped", 9), ("GNN", 1.5, "trapped", 20), ("MLP", 1.5, "trained", None)])
+    assert judge_delay(same)[0] == "not judged"
+    # the MLP trains at every s and the GNN's trap comes later (then never): reproduced
+    ok = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "trapped", 9),
+                ("MLP", 2.0, "trained", None), ("GNN", 3.0, "trained", None), ("MLP", 3.0, "not trapped", None)])
+    assert judge_delay(ok)[0] == "reproduced"
+    # an explosion is not a prevention: the did-not-train runs are left out, so no delay is left
+    boom = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "trapped", 2),
+                  ("MLP", 2.0, "trained", None), ("GNN", 3.0, "did not train", 0), ("MLP", 3.0, "trained", None)])
+    assert judge_delay(boom)[0] == "not reproduced"
+    assert judge_delay(boom[boom.s != 2.0])[0] == "not judged"  # a single s left to compare
+
+
+def test_offset_is_kept_whole_by_propagation(graph):
+    """P 1 = 1: the constant part of P^k X stays whole while the class part shrinks (the offset mechanism)."""
+    d = component_decay(offset_graph(graph, 1.0), 4)
+    n = graph.num_nodes
+    assert d["constant"].to_numpy() == pytest.approx([math.sqrt(n)] * 5, rel=1e-6)  # ||1 u^T||_F for |u| = 1
+    lam = graph.meta["lambda"]
+    assert d["class"].iloc[4] < 1.5 * lam ** 4 * d["class"].iloc[0]
+    assert component_decay(graph, 2)["constant"].max() < 1e-4 * math.sqrt(n)  # the standard CSBM is centred

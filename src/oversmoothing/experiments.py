@@ -4,6 +4,12 @@
   initialisation (Glorot, scaled orthogonal, or Gaussian with a given spectral norm);
 * :func:`train_grid` trains a list of such models and stacks their histories in two tidy tables;
 * :func:`collapse_epoch` finds the first epoch at which every layer's gradient is near zero;
+* :func:`trap_status` says whether one run was *trapped* (near-zero gradients in every layer AND a loss that
+  stays near chance to the end), *trained*, *did not train* (diverged or exploded) or is *not trapped*;
+  :func:`run_table` applies it to every run of a grid, with the loss change over the last epochs
+  (a flat tail shows the budget was long enough);
+* :func:`offset_graph` adds a node-independent offset to the features and :func:`component_decay`
+  follows, through k propagations, the constant part (kept whole by P) and the class part (~lambda^k);
 * :func:`train_last_layer` trains W(L) alone and records every layer's gradient (Theorem 3);
 * :func:`chance_loss` is the loss of the best constant predictor (log C for cross-entropy, sigma_y^2
   for the regression variant), the level Corollary 2's trapped points sit at;
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -20,7 +27,8 @@ import torch.nn.functional as F
 from .models import VanillaGNN, spectral_init_
 from .training import fit
 
-__all__ = ["KINDS", "INITS", "orthogonal_init_", "make_vanilla", "train_grid", "collapse_epoch",
+__all__ = ["KINDS", "INITS", "orthogonal_init_", "make_vanilla", "train_grid", "train_graphs", "collapse_epoch",
+           "TRAP_STATUSES", "trap_status", "tail_change", "run_table", "count_status", "judge_depth_contrast", "judge_delay", "offset_graph", "component_decay",
            "train_last_layer", "solve_last_layer_", "gradient_profile", "chance_loss", "proposition2"]
 
 KINDS = {"GNN": "bistochastic", "MLP": "identity"}
@@ -41,7 +49,7 @@ def orthogonal_init_(model, gain: float = 1.0, seed: int | None = None):
     return model
 
 
-def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "softplus",
+def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "centred_softplus",
                  init: str = "orthogonal", s: float = 1.0, seed: int = 0) -> VanillaGNN:
     """Paper 1's vanilla GNN (``kind='GNN'``, P = I - (D-A)/d_max) or the MLP of the same depth
     (``kind='MLP'``, P = I), no biases.
@@ -60,7 +68,7 @@ def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, 
     return model
 
 
-def train_grid(graph, runs, *, hidden: int = 32, activation: str = "softplus", init: str = "orthogonal",
+def train_grid(graph, runs, *, hidden: int = 32, activation: str = "centred_softplus", init: str = "orthogonal",
                s: float = 1.0, epochs: int = 100, lr: float = 0.01, loss: str = "ce", device="auto",
                record_every: int = 1, **fit_kw):
     """Train every run of ``runs`` (dicts with keys ``kind``, ``depth``, ``seed`` and optionally any
@@ -84,6 +92,17 @@ def train_grid(graph, runs, *, hidden: int = 32, activation: str = "softplus", i
     return pd.concat(ep, ignore_index=True), pd.concat(la, ignore_index=True)
 
 
+def train_graphs(graphs: dict, runs, **kw):
+    """:func:`train_grid` on every graph of ``graphs`` ({key: Graph}, e.g. one per graph seed); both tables
+    get a ``graph`` column holding the key."""
+    ep, la = [], []
+    for key, g in graphs.items():
+        e, l_ = train_grid(g, runs, **kw)
+        ep.append(e.assign(graph=key))
+        la.append(l_.assign(graph=key))
+    return pd.concat(ep, ignore_index=True), pd.concat(la, ignore_index=True)
+
+
 def collapse_epoch(layers: pd.DataFrame, threshold: float, epochs: pd.DataFrame | None = None,
                    min_loss: float | None = None) -> int | None:
     """First recorded epoch at which EVERY layer's gradient norm ||dL/dW(k)||_F is below
@@ -100,6 +119,190 @@ def collapse_epoch(layers: pd.DataFrame, threshold: float, epochs: pd.DataFrame 
         below = below & (loss >= min_loss)
     hits = below[below].index
     return int(hits[0]) if len(hits) else None
+
+
+TRAP_STATUSES = ("trapped", "trained", "did not train", "not trapped")
+
+
+def trap_status(epochs: pd.DataFrame, layers: pd.DataFrame, chance: float, threshold: float, *,
+                loss_frac: float = 0.95, trained_acc: float = 0.9, explode: float = 10.0) -> tuple[str, int | None]:
+    """Classify ONE training run (its ``epochs`` and ``layers`` tables) as ``(status, epoch)``:
+
+    * ``"did not train"``: a loss or gradient became non-finite (epoch: the first such epoch), or the
+      final loss exceeds ``explode`` x ``chance`` (an exploding run; epoch: None). Such a run is never
+      counted as "not trapped", i.e. as if the trap had been avoided.
+    * ``"trapped"``: at some epoch e EVERY layer's ||dL/dW(k)||_F < ``threshold`` AND the training loss
+      is >= ``loss_frac`` x ``chance`` at e and at every later epoch (epoch: the first such e). A run whose
+      loss falls after its gradients collapsed (convergence, or an escape) is not trapped.
+    * ``"trained"``: not trapped and final train accuracy >= ``trained_acc`` (epoch: None).
+    * ``"not trapped"``: anything else (large gradients but slow, or stuck elsewhere).
+    """
+    ep = epochs.sort_values("epoch")
+    loss = ep.set_index("epoch")["loss"]
+    g = layers.loc[layers["layer"] >= 1]
+    bad_grad = g.loc[~g["grad_norm"].map(math.isfinite), "epoch"]
+    bad_loss = loss.index[~loss.map(math.isfinite).to_numpy()]
+    if "diverged" in ep:
+        bad_loss = bad_loss.union(ep.loc[ep["diverged"].astype(bool), "epoch"])
+    bad = sorted(set(bad_grad.tolist()) | set(bad_loss.tolist()))
+    if bad:
+        return "did not train", int(bad[0])
+    if loss.iloc[-1] > explode * chance:
+        return "did not train", None
+    collapsed = g.groupby("epoch")["grad_norm"].apply(lambda v: bool((v < threshold).all()))
+    # high[e]: the loss is >= loss_frac * chance at e and at every later epoch (reverse cumulative min)
+    high = (loss[::-1].cummin()[::-1] >= loss_frac * chance).reindex(collapsed.index, fill_value=False)
+    hits = collapsed.index[(collapsed & high).to_numpy()]
+    if len(hits):
+        return "trapped", int(hits[0])
+    if "train_acc" in ep and ep["train_acc"].iloc[-1] >= trained_acc:
+        return "trained", None
+    return "not trapped", None
+
+
+def tail_change(epochs: pd.DataFrame, frac: float = 0.25) -> float:
+    """|loss(last epoch) - loss(epoch at 1 - ``frac`` of the run)|: how much the loss still moved over the
+    last ``frac`` of the budget (0 for a flat curve: more epochs of the same optimiser would not help)."""
+    ep = epochs.sort_values("epoch")
+    i = int(round((1 - frac) * (len(ep) - 1)))
+    return float(abs(ep["loss"].iloc[-1] - ep["loss"].iloc[i]))
+
+
+def run_table(EP: pd.DataFrame, LA: pd.DataFrame, keys: list[str], chance, threshold: float, **status_kw) -> pd.DataFrame:
+    """One row per run of a grid (``keys`` identify a run in both tables, e.g. graph, model, seed):
+    final loss and accuracies, :func:`trap_status` and its epoch, the loss change over the last quarter
+    (:func:`tail_change`) and the largest ||W(k)||_2 reached. ``chance``: a number, or a function of the
+    row's key dict giving that run's chance loss."""
+    rows = []
+    for vals, la in LA.groupby(keys):
+        sel = dict(zip(keys, vals if isinstance(vals, tuple) else (vals,)))
+        ep = EP.loc[np.logical_and.reduce([EP[k] == v for k, v in sel.items()])]
+        ch = chance(sel) if callable(chance) else float(chance)
+        status, epoch = trap_status(ep, la, ch, threshold, **status_kw)
+        w = la.loc[la["layer"] >= 1]
+        rows.append(dict(sel, final_loss=float(ep["loss"].iloc[-1]), train_acc=float(ep["train_acc"].iloc[-1]),
+                         test_acc=float(ep["test_acc"].iloc[-1]), chance=ch, status=status, status_epoch=epoch,
+                         tail_change=tail_change(ep),
+                         max_grad_end=float(w.loc[w["epoch"] == w["epoch"].max(), "grad_norm"].max()),
+                         w_spec_max=float(w["w_spec"].max()) if "w_spec" in w else float("nan")))
+    return pd.DataFrame(rows)
+
+
+def count_status(table: pd.DataFrame, model: str, statuses) -> tuple[int, int]:
+    """(number of runs of ``model`` whose status is in ``statuses``, number of runs of ``model``)."""
+    d = table.loc[table["model"] == model]
+    statuses = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    return int(d["status"].isin(statuses).sum()), len(d)
+
+
+def judge_depth_contrast(table: pd.DataFrame, deep_gnn: str, shallow_gnn: str, deep_mlp: str,
+                         few_epochs: int) -> tuple[str, str]:
+    """Claim C4 on a :func:`run_table` (column ``model`` like "GNN L=40"): ``(verdict, counts)``.
+
+    reproduced: EVERY deep-GNN run "trapped" by epoch ``few_epochs``, every shallow-GNN run "trained",
+    every deep-MLP run "trained" or "not trapped" (the P = I control; "did not train" does not count);
+    partly reproduced: all three hold in every run but some trap is later, or each holds in >= 2/3 of the runs;
+    otherwise not reproduced."""
+    t, n_t = count_status(table, deep_gnn, "trapped")
+    s, n_s = count_status(table, shallow_gnn, "trained")
+    m, n_m = count_status(table, deep_mlp, ("trained", "not trapped"))
+    ep = table.loc[(table["model"] == deep_gnn) & (table["status"] == "trapped"), "status_epoch"]
+    fast = int((ep <= few_epochs).sum())
+    counts = (f"{deep_gnn} trapped {t}/{n_t} (by epoch {few_epochs}: {fast}/{n_t}); {shallow_gnn} trained {s}/{n_s}; "
+              f"{deep_mlp} not trapped {m}/{n_m}")
+    if min(n_t, n_s, n_m) == 0:
+        return "not judged", counts
+    if t == n_t and s == n_s and m == n_m:
+        return ("reproduced" if fast == n_t else "partly reproduced"), counts
+    if 3 * t >= 2 * n_t and 3 * s >= 2 * n_s and 3 * m >= 2 * n_m:
+        return "partly reproduced", counts
+    return "not reproduced", counts
+
+
+def judge_delay(table: pd.DataFrame, s_col: str = "s") -> tuple[str, str, pd.DataFrame]:
+    """Claim C7 on a :func:`run_table` with columns ``kind`` (GNN/MLP), ``s_col`` and the runs' statuses:
+    does a larger initial spectral norm s delay or prevent the deep GNN's trap, *as a GNN effect*?
+
+    Per s: the GNN's trap epoch is the median over its runs (a run that trained or is "not trapped" counts
+    as never trapped, +inf; "did not train" runs are left out: an explosion is not an escape). An s
+    *counts* only if every MLP run at that s (the P = I control) is "trained" or "not trapped" and some
+    GNN run is left. Verdict:
+
+    * "not reproduced" if the GNN's trap epoch is not delayed at all over the whole grid (non-decreasing
+      in s and larger at the largest s than at the smallest), or if >= 2 s count and it is not delayed
+      among them;
+    * "reproduced" if >= 2 s count and it is delayed among them;
+    * "not judged" if it is delayed over the grid but fewer than 2 s count (the MLP shows the same trap,
+      so no GNN-specific comparison is left), or if fewer than 2 s have a GNN run that did train.
+
+    Returns (verdict, text, per-s table)."""
+    rows = []
+    for s, d in table.groupby(s_col):
+        gnn, mlp = d.loc[d["kind"] == "GNN"], d.loc[d["kind"] == "MLP"]
+        ok = gnn.loc[gnn["status"] != "did not train"]
+        ep = ok.apply(lambda r: r["status_epoch"] if r["status"] == "trapped" else np.inf, axis=1)
+        rows.append({s_col: s, "gnn_trap_epoch": float(np.median(ep)) if len(ep) else np.nan,
+                     "gnn": ", ".join(f"{st} {int((gnn.status == st).sum())}" for st in TRAP_STATUSES if (gnn.status == st).any()),
+                     "mlp": ", ".join(f"{st} {int((mlp.status == st).sum())}" for st in TRAP_STATUSES if (mlp.status == st).any()),
+                     "counts": bool(len(mlp) and mlp["status"].isin(("trained", "not trapped")).all() and len(ok))})
+    per_s = pd.DataFrame(rows).sort_values(s_col)
+
+    def delayed(v):
+        v = v[~np.isnan(v)]
+        return bool(len(v) >= 2 and all(b >= a for a, b in zip(v[:-1], v[1:])) and v[-1] > v[0])
+
+    fmt = lambda v: "never" if np.isinf(v) else ("-" if np.isnan(v) else f"{v:g}")  # noqa: E731
+    text = ("GNN trap epoch by s: " + ", ".join(f"{r[s_col]:g}: {fmt(r['gnn_trap_epoch'])}" for _, r in per_s.iterrows())
+            + "; s where the same-depth MLP is not trapped: " + (", ".join(f"{v:g}" for v in per_s.loc[per_s["counts"], s_col]) or "none"))
+    counted = per_s.loc[per_s["counts"], "gnn_trap_epoch"].to_numpy()
+    if per_s["gnn_trap_epoch"].notna().sum() < 2:  # (almost) every GNN run exploded: nothing to compare
+        verdict = "not judged"
+    elif not delayed(per_s["gnn_trap_epoch"].to_numpy()):
+        verdict = "not reproduced"
+    elif len(counted) >= 2:
+        verdict = "reproduced" if delayed(counted) else "not reproduced"
+    else:
+        verdict = "not judged"
+    return verdict, text, per_s
+
+
+def offset_graph(graph, size: float, direction: torch.Tensor | None = None):
+    """The same graph with a node-independent offset added to every node's features,
+    x_i <- x_i + ``size`` u  (u: ``direction`` normalised, default the all-ones direction)."""
+    from dataclasses import replace
+
+    u = torch.ones(graph.num_features) if direction is None else direction.to(graph.x.dtype)
+    u = u / torch.linalg.norm(u)
+    return replace(graph, x=graph.x + size * u, meta=dict(graph.meta, offset=float(size)))
+
+
+@torch.no_grad()
+def component_decay(graph, steps: int, propagation_kind: str = "bistochastic") -> pd.DataFrame:
+    """Follow P^k X for k = 0..``steps`` (no weights, no activation), split into three orthogonal parts:
+
+        constant  ||(1/n) 1 1^T P^k X||_F   the node-independent part: P 1 = 1 and 1^T P = 1^T keep it whole;
+        class     ||z z^T P^k X||_F         z = the centred, normalised label vector; on a CSBM ~ lambda^k;
+        rest      what is left (the within-class noise, contracted at least as fast).
+
+    Returns one row per k with the three norms and class/constant."""
+    from .graphs import propagation
+
+    P = propagation(graph, propagation_kind, dtype=torch.float64)
+    X = graph.x.double()
+    y = graph.y.double()
+    z = y - y.mean()
+    z = z / torch.linalg.norm(z)
+    rows = []
+    for k in range(steps + 1):
+        const = X.mean(0, keepdim=True).expand_as(X)
+        cls = torch.outer(z, z @ X)
+        rest = X - const - cls
+        rows.append(dict(k=k, constant=float(torch.linalg.norm(const)), **{"class": float(torch.linalg.norm(cls))},
+                         rest=float(torch.linalg.norm(rest))))
+        X = P @ X
+    out = pd.DataFrame(rows)
+    out["class_over_constant"] = out["class"] / out["constant"]
+    return out
 
 
 def train_last_layer(model, graph, *, epochs: int = 300, lr: float = 0.01, loss: str = "ce", device="auto",

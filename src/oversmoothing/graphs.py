@@ -150,9 +150,10 @@ def _csbm_once(n, classes, avg_degree, ratio, dim, mean_sep, gen, means="symmetr
     # expected degree d = (n/C) p_in + (n - n/C) p_out  with p_in = ratio * p_out
     p_out = avg_degree / ((n / classes) * ratio + (n - n / classes))
     p_in = ratio * p_out
-    if p_in > 1:
+    if p_in > 1 + 1e-9:
         raise ValueError(f"avg_degree={avg_degree} with p_in/p_out={ratio:.3g} needs p_in={p_in:.3g} > 1; "
                          f"lower avg_degree or raise n (n={n})")
+    p_in = min(p_in, 1.0)  # the bisection's upper end r_max gives p_in = 1 up to rounding
     same = y[:, None] == y[None, :]
     prob = torch.where(same, torch.tensor(p_in), torch.tensor(p_out))
     upper = torch.triu(torch.rand(n, n, generator=gen) < prob, diagonal=1)

@@ -151,6 +151,7 @@ def check_all(params: dict, chapter: str | None = None) -> dict:
 
 
 # chapters 01-03 (paper 1: forward and backward oversmoothing at initialisation)
+# chapters 01-03 (paper 1: forward and backward oversmoothing) and 04-05
 RULES.update({
     "activation": Rule("str", choices=ACTIVATIONS),   # the headline activation of the random-weight networks
     "init_s_lambda": _pos(),                          # s * lambda of every W(k) at initialisation
@@ -170,4 +171,11 @@ RULES.update({
     "reading_depth": _int(2),   # depth of C8's deeper reading (measured in float64)
     "train_gat": Rule("bool"),  # also train the residual GATs (slow on a CPU; the paper profile)
     "reading_dataset": Rule("str", choices=DATASETS),  # C8's second-dataset reading
+})
+
+# chapters 04-05 (paper 1: stationary traps, weight scale)
+RULES.update({
+    "graph_seeds": _ints(0), "offset_depths": _ints(1),
+    "offsets": _floats(0, lo_open=True), "reading_lambda": Rule("float", 0, 1, lo_open=True, hi_open=True),
+    "reading_avg_degree": _pos(), "long_epochs": _int(1), "extra_s": _floats(0, lo_open=True),
 })
