@@ -148,3 +148,10 @@ def check(name: str, value, chapter: str | None = None, rules: dict[str, Rule] |
 def check_all(params: dict, chapter: str | None = None) -> dict:
     """Check every entry of ``params``; returns the (possibly int-converted) values."""
     return {k: check(k, v, chapter) for k, v in params.items()}
+
+# chapter 07 (Lipschitz remedies: C10a, C10b, C11)
+RULES.update({
+    "small_c": _pos(), "gat_c": _floats(0, lo_open=True), "deep_seeds": _int(1), "gat_hidden": _int(1),
+    "long_epochs": _int(1), "overflow_depth": _int(1), "train_overflow_depth": Rule("bool"), "widths": _ints(1),
+    "n_boot": _int(0),
+})

@@ -180,7 +180,7 @@ def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschi
                 max_logit=float(logits.abs().max()), float32_ok=bool(peak < big and math.isfinite(peak)))
 
 
-def residual_growth(c: float, hidden: int, depth: int, *, activation: str = "relu", branch_scale: float = 1.0,
+def residual_growth(c, hidden: int, depth: int, *, activation: str = "relu", branch_scale: float = 1.0,
                     cos0: float = 0.0, nodes: int = 60) -> np.ndarray:
     """Mean-field prediction of log10 ||x(k)||/||x(0)||, k = 0..L, for one row x in R^d of the residual
     layers x(k) = x(k-1) + alpha rho(x(k-1) W(k)) at initialisation, where W(k) has i.i.d. zero-mean
@@ -199,7 +199,7 @@ def residual_growth(c: float, hidden: int, depth: int, *, activation: str = "rel
     per layer (b = alpha c/sqrt(d)), i.e. log ||x(L)|| ~ L alpha a* c/sqrt(2 pi d): the drift, linear in
     c/sqrt(d), dominates the c^2/(2d) term of a zero-mean branch.  For an odd rho (tanh) the drift vanishes and q grows by at most
     alpha^2 d per layer (|tanh| <= 1).  ``cos0`` = m/sqrt(q) at k = 0; expectations by Gauss-Hermite
-    quadrature with ``nodes`` points."""
+    quadrature with ``nodes`` points.  ``c`` may be an array: the result then has shape c.shape + (L + 1,)."""
     from numpy.polynomial.hermite_e import hermegauss
 
     import torch
@@ -209,29 +209,54 @@ def residual_growth(c: float, hidden: int, depth: int, *, activation: str = "rel
     z, w = hermegauss(nodes)
     w = w / w.sum()
     rho = ACTIVATIONS[activation]
+    c = np.asarray(c, dtype=float)
     d, a = float(hidden), float(branch_scale)
-    q, m = 1.0, float(cos0)
-    out = [0.0]
+    q, m = np.ones_like(c), np.full_like(c, float(cos0))
+    out = [np.zeros_like(c)]
     for _ in range(depth):
-        r = rho(torch.as_tensor(math.sqrt(c * c * q / (d * d)) * z, dtype=torch.float64)).numpy()
-        e1, e2 = float(w @ r), float(w @ (r * r))
+        h = np.sqrt(c * c * q / (d * d))[..., None] * z
+        r = rho(torch.from_numpy(h)).numpy()
+        e1, e2 = r @ w, (r * r) @ w
         m, q = m + a * math.sqrt(d) * e1, q + 2 * a * math.sqrt(d) * m * e1 + a * a * d * e2
-        out.append(0.5 * math.log10(q))
-    return np.asarray(out)
+        out.append(0.5 * np.log10(q))
+    return np.stack(out, axis=-1)
 
 
-def _ranks_within(d: pd.DataFrame, cols, strata) -> pd.DataFrame:
-    """Ranks of ``cols`` within each stratum, centred on the stratum's mean rank and divided by the
-    stratum's size (so strata of different sizes weigh alike per row); +Inf ranks highest."""
-    d = d.copy()
-    for c in cols:
-        d[c] = d[c].astype(float).replace(np.inf, np.finfo(float).max)
-    if not strata:
-        r = d[cols].rank()
-        return (r - r.mean()) / len(d)
-    g = d.groupby(list(strata), sort=False)
-    r = g[cols].rank()
-    return (r - r.groupby([d[s] for s in strata]).transform("mean")) / g[cols[0]].transform("size").to_numpy()[:, None]
+def _centred_ranks(values: np.ndarray, groups) -> np.ndarray:
+    """Column-wise ranks of ``values`` [n, k] within each group of row indices, centred on the group's
+    mean rank and divided by the group's size (strata of different sizes weigh alike per row)."""
+    from scipy.stats import rankdata
+
+    out = np.zeros_like(values, dtype=float)
+    for g in groups:
+        r = rankdata(values[g], axis=0)
+        out[g] = (r - r.mean(0)) / len(g)
+    return out
+
+
+def _partial_rank_corr(V: np.ndarray, groups) -> float:
+    """Partial Pearson correlation of columns 0 and 1 of the within-group centred ranks of ``V``,
+    given its columns 2.. (linear regression on their ranks)."""
+    R = _centred_ranks(V, groups)
+    ry, rx = R[:, 0], R[:, 1]
+    if R.shape[1] > 2:
+        Z = np.column_stack([np.ones(len(R)), R[:, 2:]])
+        ry = ry - Z @ np.linalg.lstsq(Z, ry, rcond=None)[0]
+        rx = rx - Z @ np.linalg.lstsq(Z, rx, rcond=None)[0]
+    ry, rx = ry - ry.mean(), rx - rx.mean()
+    sy, sx = np.linalg.norm(ry), np.linalg.norm(rx)
+    return float(ry @ rx / (sy * sx)) if sy > 0 and sx > 0 else float("nan")
+
+
+def _prepared(df: pd.DataFrame, cols, strata):
+    """Rows of ``df`` with no NaN in ``cols`` (+Inf, a diverged value, ranks highest), as an array, and the
+    row indices of each stratum."""
+    d = df[list(cols) + list(strata)].copy()
+    d = d.loc[d[list(cols)].astype(float).notna().all(axis=1)].reset_index(drop=True)
+    V = d[list(cols)].to_numpy(float)
+    V = np.where(np.isinf(V), np.sign(V) * np.finfo(float).max, V)
+    groups = [np.arange(len(d))] if not strata else [np.asarray(ix) for ix in d.groupby(list(strata)).indices.values()]
+    return V, groups
 
 
 def partial_spearman(df: pd.DataFrame, y: str, x: str, given=(), strata=()) -> float:
@@ -243,45 +268,37 @@ def partial_spearman(df: pd.DataFrame, y: str, x: str, given=(), strata=()) -> f
     two residuals.  Without ``given`` it is the pooled within-stratum Spearman's rho; with one
     ``given`` column z it equals (r_yx - r_yz r_xz)/sqrt((1 - r_yz^2)(1 - r_xz^2)) on the ranks.
     It answers "does x add to the ``given`` predictors in ranking y?".  Rows with a NaN are dropped."""
-    given, strata = list(given), list(strata)
-    cols = [y, x] + given
-    d = df[cols + strata].copy()
-    d = d.loc[d[cols].astype(float).notna().all(axis=1)]
-    if len(d) < 3 + len(given):
+    V, groups = _prepared(df, [y, x, *given], strata)
+    if len(V) < 3 + len(given):
         return float("nan")
-    R = _ranks_within(d, cols, strata).to_numpy(float)
-    ry, rx = R[:, 0], R[:, 1]
-    if given:
-        Z = np.column_stack([np.ones(len(R)), R[:, 2:]])
-        ry = ry - Z @ np.linalg.lstsq(Z, ry, rcond=None)[0]
-        rx = rx - Z @ np.linalg.lstsq(Z, rx, rcond=None)[0]
-    sy, sx = np.linalg.norm(ry - ry.mean()), np.linalg.norm(rx - rx.mean())
-    if sy == 0 or sx == 0:
-        return float("nan")
-    return float((ry - ry.mean()) @ (rx - rx.mean()) / (sy * sx))
+    return _partial_rank_corr(V, groups)
 
 
 def compare_predictors(df: pd.DataFrame, outcome: str, a: str, b: str, *, given=(), strata=(),
                        n_boot: int = 2000, seed: int = 0) -> dict:
     """:func:`partial_spearman` of ``outcome`` with predictor ``a`` and with ``b`` (same ``given`` and
-    ``strata``), their difference |rho_a| - |rho_b| and its percentile bootstrap 95% interval
-    (``n_boot`` resamples of the rows within each stratum)."""
-    strata, given = list(strata), list(given)
-    d = df[[outcome, a, b] + given + strata].copy()
-    d = d.loc[d[[outcome, a, b] + given].astype(float).notna().all(axis=1)].reset_index(drop=True)
-    ra, rb = (partial_spearman(d, outcome, p, given, strata) for p in (a, b))
-    groups = [np.arange(len(d))] if not strata else [ix.to_numpy() for _, ix in d.groupby(strata).groups.items()]
+    ``strata``, rows complete in all of them), their difference |rho_a| - |rho_b| and its percentile
+    bootstrap 95% interval (``n_boot`` resamples of the rows within each stratum)."""
+    given = list(given)
+    V, groups = _prepared(df, [outcome, a, b, *given], strata)
+    Va, Vb = V[:, [0, 1, *range(3, V.shape[1])]], V[:, [0, 2, *range(3, V.shape[1])]]
+    nan = float("nan")
+    ra, rb = (_partial_rank_corr(W, groups) if len(V) >= 3 + len(given) else nan for W in (Va, Vb))
     rng = np.random.default_rng(seed)
     diffs = []
-    for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        s = d.iloc[idx]
-        r1, r2 = partial_spearman(s, outcome, a, given, strata), partial_spearman(s, outcome, b, given, strata)
+    for _ in range(n_boot if len(V) >= 3 + len(given) else 0):
+        idx = [rng.choice(g, len(g)) for g in groups]
+        flat = np.concatenate(idx)
+        new_groups, start = [], 0
+        for g in idx:
+            new_groups.append(np.arange(start, start + len(g)))
+            start += len(g)
+        r1, r2 = _partial_rank_corr(Va[flat], new_groups), _partial_rank_corr(Vb[flat], new_groups)
         if np.isfinite(r1) and np.isfinite(r2):
             diffs.append(abs(r1) - abs(r2))
-    lo, hi = (np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan")))
-    return {"n": len(d), f"rho_{a}": ra, f"rho_{b}": rb, "diff": abs(ra) - abs(rb) if np.isfinite(ra + rb) else float("nan"),
-            "ci_low": float(lo), "ci_high": float(hi)}
+    lo, hi = (np.percentile(diffs, [2.5, 97.5]) if diffs else (nan, nan))
+    return {"n": len(V), f"rho_{a}": ra, f"rho_{b}": rb, "diff": abs(ra) - abs(rb), "ci_low": float(lo),
+            "ci_high": float(hi)}
 
 
 def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, n_boot: int = 2000,
