@@ -153,5 +153,5 @@ def check_all(params: dict, chapter: str | None = None) -> dict:
 RULES.update({
     "small_c": _pos(), "gat_c": _floats(0, lo_open=True), "deep_seeds": _int(1), "gat_hidden": _int(1),
     "long_epochs": _int(1), "overflow_depth": _int(1), "train_overflow_depth": Rule("bool"), "widths": _ints(1),
-    "n_boot": _int(0),
+    "n_boot": _int(0), "deep_c": _floats(0, lo_open=True),
 })
