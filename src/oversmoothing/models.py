@@ -280,16 +280,21 @@ class VanillaGNN(nn.Module):
 
 # ----------------------------------------------------------------------------- paper 2
 class _Residual(nn.Module):
-    """Encoder, L residual layers X(k) = X(k-1) + rho(H(k)), decoder.
+    """Encoder, L residual layers X(k) = X(k-1) + alpha rho(H(k)), decoder.
 
     X(0) = x W_in + b_in;  logits = X(L) W_out + b_out.  Lipschitz normalisation, when asked,
-    applies to the L residual layers (the ones whose product the depth compounds)."""
+    applies to the L residual layers (the ones whose product the depth compounds).  ``branch_scale``
+    alpha (default 1, the papers' form) scales every residual branch: with ||W(k)||_2 <= c, ||P||_2 <= 1
+    and a 1-Lipschitz rho, a GCN layer is then (1 + alpha c)-Lipschitz."""
 
-    def __init__(self, in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed):
+    def __init__(self, in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale=1.0):
         super().__init__()
         _check_depth(depth)
+        if not branch_scale > 0:
+            raise ValueError(f"branch_scale must be > 0, got {branch_scale}")
         self.rho = _activation(activation)
         self.act_name, self.depth, self.dropout = activation, depth, dropout
+        self.branch_scale = float(branch_scale)
         with _seeded(seed):
             self.encoder = Dense(in_dim, hidden, bias=True)
             self.layers = nn.ModuleList(self._layer(hidden) for _ in range(depth))
@@ -304,27 +309,30 @@ class _Residual(nn.Module):
         record_input(trace, X)
         for layer in self.layers:
             H = self._branch(layer, F.dropout(X, self.dropout, self.training), op)
-            X = X + self.rho(H)
+            R = self.rho(H)
+            X = X + (R if self.branch_scale == 1.0 else self.branch_scale * R)
             record_layer(trace, H, X)
         return self.decoder(X)
 
 
 class ResidualGCN(_Residual):
     """Residual GCN (paper 2): X(k) = X(k-1) + rho(P X(k-1) W(k)), P the GCN operator
-    D~^{-1/2}(A+I)D~^{-1/2}; optional Lipschitz normalisation W(k) <- c W(k)/||W(k)||_F."""
+    D~^{-1/2}(A+I)D~^{-1/2}; optional Lipschitz normalisation W(k) <- c W(k)/||W(k)||_F.
+    ``propagation='identity'`` gives the residual MLP (P = I); ``branch_scale`` alpha gives
+    X(k) = X(k-1) + alpha rho(P X(k-1) W(k)) (a reading of the residual form, e.g. alpha = 1/sqrt(L))."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "relu",
                  propagation: str = "gcn", dropout: float = 0.0, lipschitz_c: float | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, branch_scale: float = 1.0):
         self.propagation = propagation
-        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed)
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale)
 
     @staticmethod
     def _layer(hidden):
         return Dense(hidden, hidden)
 
     def operator(self, graph: Graph, device=None):
-        return propagation(graph, self.propagation, device)
+        return None if self.propagation == "identity" else propagation(graph, self.propagation, device)
 
     @staticmethod
     def _branch(layer, X, op):
@@ -336,8 +344,9 @@ class ResidualGAT(_Residual):
     Lipschitz normalisation applies to each GATConv's linear map."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "elu",
-                 dropout: float = 0.0, lipschitz_c: float | None = None, seed: int | None = None):
-        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed)
+                 dropout: float = 0.0, lipschitz_c: float | None = None, seed: int | None = None,
+                 branch_scale: float = 1.0):
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale)
 
     @staticmethod
     def _layer(hidden):

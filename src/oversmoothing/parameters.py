@@ -179,3 +179,10 @@ RULES.update({
     "offsets": _floats(0, lo_open=True), "reading_lambda": Rule("float", 0, 1, lo_open=True, hi_open=True),
     "reading_avg_degree": _pos(), "long_epochs": _int(1), "extra_s": _floats(0, lo_open=True),
 })
+
+# chapter 07 (Lipschitz remedies: C10a, C10b, C11)
+RULES.update({
+    "small_c": _pos(), "gat_c": _floats(0, lo_open=True), "deep_seeds": _int(1), "gat_hidden": _int(1),
+    "long_epochs": _int(1), "overflow_depth": _int(1), "train_overflow_depth": Rule("bool"), "widths": _ints(1),
+    "n_boot": _int(0), "deep_c": _floats(0, lo_open=True),
+})

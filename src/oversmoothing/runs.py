@@ -11,8 +11,13 @@ remedies).
   representations X(k) and of the gradients G(k) = dL/dX(k), and returns (summary row, History);
 * :func:`sweep` runs a list of configurations and stacks the summary rows in one DataFrame;
 * :func:`similarity_summary` reduces one run's per-layer similarities to one number per column;
+* :func:`init_scale` measures, in one float64 forward pass at initialisation, how much the residual
+  layers grow the representation and whether float32 would overflow; :func:`residual_growth` predicts
+  that growth from a mean-field recursion (the arithmetic behind "c^2 L/d" and the 512-layer overflow);
 * :func:`rank_comparison` compares two predictors of an outcome by Spearman's rho with a
-  bootstrap confidence interval for the difference of their absolute values.
+  bootstrap confidence interval for the difference of their absolute values;
+  :func:`partial_spearman` / :func:`compare_predictors` do the same within strata (dataset, depth) and
+  given a baseline predictor (the final training loss), i.e. "does the similarity add to the loss".
 """
 from __future__ import annotations
 
@@ -25,23 +30,34 @@ from .graphs import Graph, load
 from .models import ResidualGAT, ResidualGCN, VanillaGNN
 from .training import fit
 
-__all__ = ["ARCHITECTURES", "make_model", "similarity_summary", "run", "sweep", "rank_comparison"]
+__all__ = ["ARCHITECTURES", "make_model", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
+           "partial_spearman", "compare_predictors", "rank_comparison"]
 
-ARCHITECTURES = {"gcn": "GCN (no residual)", "res_gcn": "residual GCN", "res_gat": "residual GAT"}
+ARCHITECTURES = {"gcn": "GCN (no residual)", "res_gcn": "residual GCN", "res_gat": "residual GAT",
+                 "res_mlp": "residual MLP (P = I)"}
 SIM_COLUMNS = ("mu_X", "mu_G", "rel_mu_X", "rel_mu_G")
 
 
 def make_model(arch: str, in_dim: int, hidden: int, out_dim: int, depth: int, *,
-               lipschitz_c: float | None = None, dropout: float = 0.0, seed: int = 0):
+               lipschitz_c: float | None = None, dropout: float = 0.0, seed: int = 0,
+               activation: str | None = None, branch_scale: float = 1.0):
     """Paper 2's architectures by name (see the module docstring); ``depth`` = number of
-    propagation layers L (for ``"gcn"`` the last one outputs the logits)."""
+    propagation layers L (for ``"gcn"`` the last one outputs the logits).  ``"res_mlp"`` is the
+    residual GCN with P = I (the control of every GNN-specific statement).  ``activation``
+    (None: each architecture's default, ReLU or ELU for the GAT) and ``branch_scale`` alpha
+    (X(k) = X(k-1) + alpha rho(H(k))) give the readings of the residual form."""
+    res = dict(dropout=dropout, lipschitz_c=lipschitz_c, seed=seed, branch_scale=branch_scale)
+    if activation is not None:
+        res["activation"] = activation
     if arch == "gcn":
-        return VanillaGNN(in_dim, hidden, out_dim, depth, activation="relu", propagation="gcn",
+        return VanillaGNN(in_dim, hidden, out_dim, depth, activation=activation or "relu", propagation="gcn",
                           lipschitz_c=lipschitz_c, seed=seed)
     if arch == "res_gcn":
-        return ResidualGCN(in_dim, hidden, out_dim, depth, dropout=dropout, lipschitz_c=lipschitz_c, seed=seed)
+        return ResidualGCN(in_dim, hidden, out_dim, depth, **res)
+    if arch == "res_mlp":
+        return ResidualGCN(in_dim, hidden, out_dim, depth, propagation="identity", **res)
     if arch == "res_gat":
-        return ResidualGAT(in_dim, hidden, out_dim, depth, dropout=dropout, lipschitz_c=lipschitz_c, seed=seed)
+        return ResidualGAT(in_dim, hidden, out_dim, depth, **res)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
 
 
@@ -58,8 +74,9 @@ def similarity_summary(layers: pd.DataFrame, columns=SIM_COLUMNS) -> dict:
     """One number per similarity column of one run's ``History.layers``: the geometric mean over
     the layers k = 1..L of the column, at the last recorded epoch whose values are all finite
     (a diverged run is summarised just before its NaN/Inf).  Also ``<col>_first`` (layer 1) and
-    ``<col>_last`` (layer L) at that epoch, and ``<col>_growth`` = the geometric mean over layers
-    at that epoch divided by the one at epoch 0 (how much the similarity grew during training)."""
+    ``<col>_last`` (layer L) at that epoch, ``<col>_init`` = the geometric mean over layers at epoch 0
+    (initialisation), and ``<col>_growth`` = the geometric mean over layers at that epoch divided by
+    the one at epoch 0 (how much the similarity grew during training)."""
     out = {}
     la = layers.loc[layers["layer"] >= 1]
     for col in columns:
@@ -69,13 +86,13 @@ def similarity_summary(layers: pd.DataFrame, columns=SIM_COLUMNS) -> dict:
         good = ok[ok].index
         if len(good) == 0:
             out.update({col: float("nan"), f"{col}_first": float("nan"), f"{col}_last": float("nan"),
-                        f"{col}_growth": float("nan")})
+                        f"{col}_init": float("nan"), f"{col}_growth": float("nan")})
             continue
         e = good.max()
         at = la.loc[la.epoch == e].sort_values("layer")[col].to_numpy(float)
         at0 = la.loc[la.epoch == la.epoch.min()].sort_values("layer")[col].to_numpy(float)
         g, g0 = _geomean(at), _geomean(at0)
-        out.update({col: g, f"{col}_first": float(at[0]), f"{col}_last": float(at[-1]),
+        out.update({col: g, f"{col}_first": float(at[0]), f"{col}_last": float(at[-1]), f"{col}_init": g0,
                     f"{col}_growth": g / g0 if g0 and math.isfinite(g0) else float("nan")})
     return out
 
@@ -83,19 +100,22 @@ def similarity_summary(layers: pd.DataFrame, columns=SIM_COLUMNS) -> dict:
 def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipschitz_c: float | None = None,
         epochs: int = 100, lr: float = 0.005, weight_decay: float = 5e-4, dropout: float = 0.0,
         split: int | None = 0, seed: int = 0, measures=("mu", "rel_mu"), signals=("X", "G"),
-        record_every: int = 10, device="auto", progress=None):
+        record_every: int = 10, device="auto", progress=None, activation: str | None = None,
+        branch_scale: float = 1.0):
     """Train ``arch`` with ``depth`` layers on ``dataset`` (a name for :func:`oversmoothing.graphs.load`
     with ``split``, or a :class:`Graph`) and return ``(summary, history)``.
 
     summary: dataset, arch, depth, c (``lipschitz_c``, None = no normalisation), split, seed,
     diverged / diverged_at, final train accuracy, ``test_acc`` = test accuracy at the epoch of best
-    validation accuracy (finite epochs only), ``final_test_acc``, wall time, and the similarity
-    summaries of :func:`similarity_summary`.  Divergence (NaN/Inf) is recorded, never raised."""
+    validation accuracy (finite epochs only), ``final_test_acc``, ``init_loss`` and ``final_loss``
+    (training loss at epoch 0 and at the last finite epoch), wall time, and the similarity
+    summaries of :func:`similarity_summary`.  ``activation`` and ``branch_scale`` are passed to
+    :func:`make_model` (they appear in the row).  Divergence (NaN/Inf) is recorded, never raised."""
     graph = dataset if isinstance(dataset, Graph) else load(dataset, split=split)
     if isinstance(dataset, Graph):  # the graph knows which split it carries
         split = graph.meta.get("split", split)
     model = make_model(arch, graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
-                       dropout=dropout, seed=seed)
+                       dropout=dropout, seed=seed, activation=activation, branch_scale=branch_scale)
     h = fit(model, graph, epochs=epochs, lr=lr, weight_decay=weight_decay, measures=measures, signals=signals,
             record_every=record_every, device=device, seed=seed, progress=progress,
             desc=f"{arch} L={depth} c={lipschitz_c}")
@@ -105,9 +125,13 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
         test_acc, final_test, train_acc = float(best["test_acc"]), float(ep["test_acc"].iloc[-1]), float(ep["train_acc"].iloc[-1])
     else:
         test_acc = final_test = train_acc = float("nan")
+    losses = ep["loss"].to_numpy(float)
     summary = dict(dataset=graph.name, arch=arch, depth=depth, c=lipschitz_c, split=split, seed=seed,
-                   hidden=hidden, epochs=epochs, diverged=h.diverged, diverged_at=h.diverged_at,
+                   hidden=hidden, epochs=epochs, activation=activation or "default", branch_scale=branch_scale,
+                   diverged=h.diverged, diverged_at=h.diverged_at,
                    train_acc=train_acc, test_acc=test_acc, final_test_acc=final_test,
+                   init_loss=float(losses[0]) if len(losses) else float("nan"),
+                   final_loss=float(losses[-1]) if len(losses) else float("nan"),
                    seconds=h.meta["wall_time_s"])
     summary.update(similarity_summary(h.layers))
     return summary, h
@@ -128,6 +152,153 @@ def sweep(configs, **common) -> pd.DataFrame:
         summary, _ = run(name, cfg.pop("arch"), cfg.pop("depth"), **cfg)
         rows.append(summary)
     return pd.DataFrame(rows)
+
+
+def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschitz_c: float | None = None,
+               seed: int = 0, activation: str | None = None, branch_scale: float = 1.0) -> dict:
+    """One forward pass at initialisation in float64 (so that a float32 overflow can be measured, not
+    only detected).  Returns ``log10_growth`` = log10 ||X(L)||_F/||X(0)||_F, ``max_logit`` = the largest
+    |logit|, and ``float32_ok`` = whether every representation and logit stays below float32's largest
+    value (3.4e38), i.e. whether the float32 forward pass is finite."""
+    import torch
+
+    from .models import Trace
+
+    model = make_model(arch, graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
+                       seed=seed, activation=activation, branch_scale=branch_scale).double()
+    op = model.operator(graph)
+    if op is not None and op.is_floating_point():
+        op = op.to(torch.float64)
+    record = Trace()
+    with torch.no_grad():
+        logits = model(graph.x.double(), op, trace=record)
+    big = float(np.finfo(np.float32).max)
+    peak = max(float(X.abs().max()) for X in record.X + [logits])
+    x0, xl = float(torch.linalg.norm(record.X[0])), float(torch.linalg.norm(record.X[-1]))
+    return dict(arch=arch, depth=depth, hidden=hidden, c=lipschitz_c, seed=seed, branch_scale=branch_scale,
+                activation=activation or "default", log10_growth=math.log10(xl / x0) if xl > 0 else -math.inf,
+                max_logit=float(logits.abs().max()), float32_ok=bool(peak < big and math.isfinite(peak)))
+
+
+def residual_growth(c, hidden: int, depth: int, *, activation: str = "relu", branch_scale: float = 1.0,
+                    cos0: float = 0.0, nodes: int = 60) -> np.ndarray:
+    """Mean-field prediction of log10 ||x(k)||/||x(0)||, k = 0..L, for one row x in R^d of the residual
+    layers x(k) = x(k-1) + alpha rho(x(k-1) W(k)) at initialisation, where W(k) has i.i.d. zero-mean
+    entries with ||W(k)||_F = c (variance c^2/d^2) and P is taken as the identity on x (exact for the
+    residual MLP; for a GCN it ignores the contraction of P, which the drift below makes small).
+
+    Given x, the entries h_j of x W are i.i.d. N(0, v) with v = c^2 q/d^2, q = ||x||^2.  With
+    m = 1^T x/sqrt(d) (the component along the all-ones direction) and z ~ N(0, 1):
+
+        m' = m + alpha sqrt(d) E[rho(sqrt(v) z)]
+        q' = q + 2 alpha sqrt(d) m E[rho(sqrt(v) z)] + alpha^2 d E[rho(sqrt(v) z)^2]
+
+    (the cross term uses E<x, rho(h)> = sum_j x_j E rho(h_j)).  For ReLU, E rho = sqrt(v/(2 pi)) and
+    E rho^2 = v/2: the branch adds a positive mean that turns x towards the all-ones direction
+    (m/sqrt(q) -> a*, about 0.9 for c/sqrt(d) = 1/2), after which q grows by 1 + 2 a* b/sqrt(2 pi) + b^2/2
+    per layer (b = alpha c/sqrt(d)), i.e. log ||x(L)|| ~ L alpha a* c/sqrt(2 pi d): the drift, linear in
+    c/sqrt(d), dominates the c^2/(2d) term of a zero-mean branch.  For an odd rho (tanh) the drift vanishes and q grows by at most
+    alpha^2 d per layer (|tanh| <= 1).  ``cos0`` = m/sqrt(q) at k = 0; expectations by Gauss-Hermite
+    quadrature with ``nodes`` points.  ``c`` may be an array: the result then has shape c.shape + (L + 1,)."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    import torch
+
+    from .models import ACTIVATIONS
+
+    z, w = hermegauss(nodes)
+    w = w / w.sum()
+    rho = ACTIVATIONS[activation]
+    c = np.asarray(c, dtype=float)
+    d, a = float(hidden), float(branch_scale)
+    q, m = np.ones_like(c), np.full_like(c, float(cos0))
+    out = [np.zeros_like(c)]
+    for _ in range(depth):
+        h = np.sqrt(c * c * q / (d * d))[..., None] * z
+        r = rho(torch.from_numpy(h)).numpy()
+        e1, e2 = r @ w, (r * r) @ w
+        m, q = m + a * math.sqrt(d) * e1, q + 2 * a * math.sqrt(d) * m * e1 + a * a * d * e2
+        out.append(0.5 * np.log10(q))
+    return np.stack(out, axis=-1)
+
+
+def _centred_ranks(values: np.ndarray, groups) -> np.ndarray:
+    """Column-wise ranks of ``values`` [n, k] within each group of row indices, centred on the group's
+    mean rank and divided by the group's size (strata of different sizes weigh alike per row)."""
+    from scipy.stats import rankdata
+
+    out = np.zeros_like(values, dtype=float)
+    for g in groups:
+        r = rankdata(values[g], axis=0)
+        out[g] = (r - r.mean(0)) / len(g)
+    return out
+
+
+def _partial_rank_corr(V: np.ndarray, groups) -> float:
+    """Partial Pearson correlation of columns 0 and 1 of the within-group centred ranks of ``V``,
+    given its columns 2.. (linear regression on their ranks)."""
+    R = _centred_ranks(V, groups)
+    ry, rx = R[:, 0], R[:, 1]
+    if R.shape[1] > 2:
+        Z = np.column_stack([np.ones(len(R)), R[:, 2:]])
+        ry = ry - Z @ np.linalg.lstsq(Z, ry, rcond=None)[0]
+        rx = rx - Z @ np.linalg.lstsq(Z, rx, rcond=None)[0]
+    ry, rx = ry - ry.mean(), rx - rx.mean()
+    sy, sx = np.linalg.norm(ry), np.linalg.norm(rx)
+    return float(ry @ rx / (sy * sx)) if sy > 0 and sx > 0 else float("nan")
+
+
+def _prepared(df: pd.DataFrame, cols, strata):
+    """Rows of ``df`` with no NaN in ``cols`` (+Inf, a diverged value, ranks highest), as an array, and the
+    row indices of each stratum."""
+    d = df[list(cols) + list(strata)].copy()
+    d = d.loc[d[list(cols)].astype(float).notna().all(axis=1)].reset_index(drop=True)
+    V = d[list(cols)].to_numpy(float)
+    V = np.where(np.isinf(V), np.sign(V) * np.finfo(float).max, V)
+    groups = [np.arange(len(d))] if not strata else [np.asarray(ix) for ix in d.groupby(list(strata)).indices.values()]
+    return V, groups
+
+
+def partial_spearman(df: pd.DataFrame, y: str, x: str, given=(), strata=()) -> float:
+    """Spearman correlation of ``y`` with ``x`` given the columns ``given`` and within ``strata``.
+
+    Every column is rank-transformed within each stratum (a group of rows with equal ``strata``
+    columns, e.g. dataset and depth) and centred there; ``y`` and ``x`` ranks are then regressed
+    linearly on the ``given`` ranks over all rows and the result is the Pearson correlation of the
+    two residuals.  Without ``given`` it is the pooled within-stratum Spearman's rho; with one
+    ``given`` column z it equals (r_yx - r_yz r_xz)/sqrt((1 - r_yz^2)(1 - r_xz^2)) on the ranks.
+    It answers "does x add to the ``given`` predictors in ranking y?".  Rows with a NaN are dropped."""
+    V, groups = _prepared(df, [y, x, *given], strata)
+    if len(V) < 3 + len(given):
+        return float("nan")
+    return _partial_rank_corr(V, groups)
+
+
+def compare_predictors(df: pd.DataFrame, outcome: str, a: str, b: str, *, given=(), strata=(),
+                       n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`partial_spearman` of ``outcome`` with predictor ``a`` and with ``b`` (same ``given`` and
+    ``strata``, rows complete in all of them), their difference |rho_a| - |rho_b| and its percentile
+    bootstrap 95% interval (``n_boot`` resamples of the rows within each stratum)."""
+    given = list(given)
+    V, groups = _prepared(df, [outcome, a, b, *given], strata)
+    Va, Vb = V[:, [0, 1, *range(3, V.shape[1])]], V[:, [0, 2, *range(3, V.shape[1])]]
+    nan = float("nan")
+    ra, rb = (_partial_rank_corr(W, groups) if len(V) >= 3 + len(given) else nan for W in (Va, Vb))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot if len(V) >= 3 + len(given) else 0):
+        idx = [rng.choice(g, len(g)) for g in groups]
+        flat = np.concatenate(idx)
+        new_groups, start = [], 0
+        for g in idx:
+            new_groups.append(np.arange(start, start + len(g)))
+            start += len(g)
+        r1, r2 = _partial_rank_corr(Va[flat], new_groups), _partial_rank_corr(Vb[flat], new_groups)
+        if np.isfinite(r1) and np.isfinite(r2):
+            diffs.append(abs(r1) - abs(r2))
+    lo, hi = (np.percentile(diffs, [2.5, 97.5]) if diffs else (nan, nan))
+    return {"n": len(V), f"rho_{a}": ra, f"rho_{b}": rb, "diff": abs(ra) - abs(rb), "ci_low": float(lo),
+            "ci_high": float(hi)}
 
 
 def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, n_boot: int = 2000,
