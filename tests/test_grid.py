@@ -174,7 +174,25 @@ def test_dask_equals_local_digit_for_digit(tmp_path, dask_client):
     assert again.cached == 4 and runs(log) == 4
 
 
-def test_dask_killed_worker_loses_no_run(tmp_path, dask_client):
+def test_dask_task_error_names_the_config(tmp_path, dask_client):
+    cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
+    with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
+        grid.run_grid(train_tiny, cfgs, workers=2, cache=tmp_path / "c", device="cpu", retries=0)
+    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # finished runs stay cached
+
+
+def test_stack_tags_rows_and_per_process_memoises(tmp_path):
+    cfgs = configs(n=2)
+    res = grid.run_grid(train_tiny, cfgs, cache=False, device="cpu", workers=1)  # one worker = in-process
+    ep = grid.stack(res, cfgs, "epochs")
+    assert len(ep) == sum(len(r["epochs"]) for r in res)
+    assert ep.groupby(["seed", "depth"]).size().to_dict() == {(0, 2): 5, (0, 3): 5}
+    made = []
+    assert grid.per_process(("t", 1), lambda: made.append(1) or "x") == "x"
+    assert grid.per_process(("t", 1), lambda: made.append(1) or "y") == "x" and made == [1]
+
+
+def test_dask_killed_worker_loses_no_run(tmp_path, dask_client):  # last: the killed worker restarts slowly
     log, cache = str(tmp_path / "log"), tmp_path / "c"
     cfgs = configs(log, n=4)
     cfgs[1] = dict(cfgs[1], die_once=str(tmp_path / "died"))  # its worker process exits during the run
@@ -185,10 +203,3 @@ def test_dask_killed_worker_loses_no_run(tmp_path, dask_client):
                         cache=False, device="cpu")
     assert_same(ref, res)
     assert len(list(cache.rglob("*.pkl"))) == 4
-
-
-def test_dask_task_error_names_the_config(tmp_path, dask_client):
-    cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
-    with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
-        grid.run_grid(train_tiny, cfgs, workers=2, cache=tmp_path / "c", device="cpu", retries=0)
-    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # finished runs stay cached

@@ -11,7 +11,7 @@ run compute it once.
 Executors
 ---------
 ``local`` (default): the runs in this process, one after another; threads are left as they are.
-``dask``: each run a task on a ``distributed`` cluster: ``workers=N`` (or ``$OVERSMOOTHING_WORKERS``)
+``dask``: each run a task on a ``distributed`` cluster: ``workers=N > 1`` (or ``$OVERSMOOTHING_WORKERS``)
 starts a ``LocalCluster`` of N single-threaded worker processes; ``scheduler=ADDRESS`` (or
 ``$OVERSMOOTHING_SCHEDULER``) joins a running cluster (dask-jobqueue, dask-kubernetes, SSHCluster,
 ``dask scheduler`` + ``dask worker ADDRESS``).  The client writes each result to its own cache as
@@ -37,7 +37,7 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key", "cache_dir", "stack",
+__all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key", "cache_dir", "stack", "per_process",
            "shutdown", "NOT_HASHED"]
 
 PACKAGE = Path(__file__).resolve().parent
@@ -338,11 +338,13 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
                 dicts of them, numbers); it must be deterministic given its config and device.
     configs   : dicts of JSON-able values (str, int, float, bool, None, lists, dicts); anything else
                 (a torch.device, a numpy integer) is refused with a message naming it.
-    executor  : "local" or "dask"; default "dask" when ``workers``/``scheduler`` (or their env vars
-                OVERSMOOTHING_WORKERS / OVERSMOOTHING_SCHEDULER) are set, else "local".
+    executor  : "local" or "dask"; default "dask" when ``workers`` > 1 or ``scheduler`` is given (or
+                their env vars OVERSMOOTHING_WORKERS / OVERSMOOTHING_SCHEDULER), else "local".
+    workers   : size of the LocalCluster started for ``executor="dask"`` (default: the cores).
+    scheduler : address of a running Dask scheduler to join instead (e.g. "tcp://10.0.0.5:8786").
     cache     : a folder, False (no cache), or None (:func:`cache_dir`).
     device    : "auto" | "cpu" | "cuda[:i]" (None = "auto"), resolved once (on a cluster: "cuda" when
-                every worker has a GPU resource); the resolved name is in the cache key and is passed
+                every worker has a GPU resource); its type (cpu/cuda) is in the cache key and it is passed
                 to ``fn`` as ``config["device"]`` unless the config sets "device" itself.
     retries   : Dask retries of a task that raised (a task on a dead worker is re-run regardless).
 
@@ -356,7 +358,7 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
     scheduler = scheduler or os.environ.get("OVERSMOOTHING_SCHEDULER") or None
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    executor = executor or ("dask" if (workers or scheduler) else "local")
+    executor = executor or ("dask" if (workers and workers > 1) or scheduler else "local")
     if executor not in ("local", "dask"):
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'dask'")
     if executor == "local" and workers and workers > 1:
@@ -372,7 +374,7 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
         dev = _resolve_device(device)
     if device is not None:
         configs = [c if "device" in c else {**c, "device": dev} for c in configs]
-    keys = [config_key(fn, c, device=str(c.get("device", dev)), lib=lib) for c in configs]
+    keys = [config_key(fn, c, device=str(c.get("device", dev)).split(":")[0], lib=lib) for c in configs]
 
     out = GridResults([None] * len(configs))
     todo = {}  # key -> indices needing it (identical runs computed once)
@@ -383,7 +385,7 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
             out.cached += 1
         else:
             todo.setdefault(k, []).append(i)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=len(configs), initial=out.cached, desc=desc or getattr(fn, "__name__", "grid"),
                disable=not _progress(progress) or not todo, leave=False, mininterval=1.0)
@@ -444,6 +446,18 @@ def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries):
         pending = [f for f in futures if not f.done()]
         if pending:
             client.cancel(pending)
+
+
+# ----------------------------------------------------------------------------- helpers for fn
+_PER_PROCESS: dict = {}
+
+
+def per_process(key, make):
+    """``make()`` once per process and ``key`` (e.g. a dataset loaded once per worker, shared by its
+    runs); the memo lives in this module, so it survives between tasks on a Dask worker."""
+    if key not in _PER_PROCESS:
+        _PER_PROCESS[key] = make()
+    return _PER_PROCESS[key]
 
 
 # ----------------------------------------------------------------------------- tidy tables
