@@ -178,7 +178,7 @@ def test_dask_task_error_names_the_config(tmp_path, dask_client):
     cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
     with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
         grid.run_grid(train_tiny, cfgs, workers=2, cache=tmp_path / "c", device="cpu", retries=0)
-    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # finished runs stay cached
+    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # the failed run is never cached
 
 
 def test_stack_tags_rows_and_per_process_memoises(tmp_path):

@@ -34,6 +34,7 @@ import pickle
 import tempfile
 import textwrap
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -41,8 +42,9 @@ __all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key",
            "shutdown", "NOT_HASHED"]
 
 PACKAGE = Path(__file__).resolve().parent
-#: files/folders of the package that never change a run's result (runner, report, figures)
-NOT_HASHED = ("book.py", "book", "cli.py", "__main__.py", "report.py", "figures.py", "chapter.py", "grid.py")
+#: files/folders of the package that never change a run's result (runner, report, figures, parameter rules)
+NOT_HASHED = ("book.py", "book", "cli.py", "__main__.py", "report.py", "figures.py", "chapter.py", "parameters.py",
+              "grid.py")
 _FORMAT = 1  # bump when the cache entry format changes
 
 
@@ -422,10 +424,10 @@ def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries):
         import torch
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     res_kw = {"resources": {"GPU": 1}} if dev.startswith("cuda") else {}
-    futures = {}
+    futures, call = {}, uuid.uuid4().hex[:8]  # fresh task keys: a cancelled earlier call cannot shadow them
     for k, idx in todo.items():
         c = configs[idx[0]]
-        f = client.submit(_task, fn, c, lib, str(c.get("device", dev)), slots, gpus, key=f"grid-{k}",
+        f = client.submit(_task, fn, c, lib, str(c.get("device", dev)), slots, gpus, key=f"grid-{k[:20]}-{call}",
                           pure=False, retries=retries, **res_kw)
         futures[f] = k
     try:
