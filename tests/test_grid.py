@@ -54,12 +54,13 @@ def assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    """The 2-worker LocalCluster run_grid(workers=2) starts (memoised), closed after the module."""
-    client = grid._client(2, None, "cpu")
-    client.wait_for_workers(2, timeout=60)
-    yield client
-    grid.shutdown()
+def dask_cluster():
+    """A real 2-worker LocalCluster (grid.local_cluster, as the runner's --workers 2 would start it):
+    its scheduler address, also in $OVERSMOOTHING_SCHEDULER while the module's tests run."""
+    with grid.local_cluster(2) as address:
+        grid._client(None, address, "cpu").wait_for_workers(2, timeout=60)
+        yield address
+    assert "OVERSMOOTHING_SCHEDULER" not in os.environ
 
 
 # ----------------------------------------------------------------------------- keys and configs
@@ -154,33 +155,6 @@ def test_local_executor_leaves_threads_alone(tmp_path):
         grid.run_grid(train_tiny, configs(n=1), executor="local", workers=2, cache=False)
 
 
-# ----------------------------------------------------------------------------- Dask
-def test_dask_equals_local_digit_for_digit(tmp_path, dask_client):
-    log = str(tmp_path / "log")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = grid.run_grid(train_tiny, configs(n=4), cache=False, device="cpu")
-    finally:
-        torch.set_num_threads(before)
-    remote = grid.run_grid(train_tiny, configs(log, n=4), workers=2, cache=tmp_path / "c", device="cpu")
-    assert remote.computed == 4 and runs(log) == 4
-    assert_same(local, remote)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert {r["threads"] for r in remote} == {max(1, cores // 2)}  # fair share of the cores, no oversubscription
-    # joining the running cluster by address finds every run in the cache
-    again = grid.run_grid(train_tiny, configs(log, n=4), scheduler=dask_client.scheduler.address,
-                          cache=tmp_path / "c", device="cpu")
-    assert again.cached == 4 and runs(log) == 4
-
-
-def test_dask_task_error_names_the_config(tmp_path, dask_client):
-    cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
-    with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
-        grid.run_grid(train_tiny, cfgs, workers=2, cache=tmp_path / "c", device="cpu", retries=0)
-    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # the failed run is never cached
-
-
 def test_stack_tags_rows_and_per_process_memoises(tmp_path):
     cfgs = configs(n=2)
     res = grid.run_grid(train_tiny, cfgs, cache=False, device="cpu", workers=1)  # one worker = in-process
@@ -192,14 +166,46 @@ def test_stack_tags_rows_and_per_process_memoises(tmp_path):
     assert grid.per_process(("t", 1), lambda: made.append(1) or "y") == "x" and made == [1]
 
 
-def test_dask_killed_worker_loses_no_run(tmp_path, dask_client):  # last: the killed worker restarts slowly
+# ----------------------------------------------------------------------------- Dask
+def test_dask_equals_local_digit_for_digit(tmp_path, dask_cluster):
+    log = str(tmp_path / "log")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = grid.run_grid(train_tiny, configs(n=4), cache=False, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    remote = grid.run_grid(train_tiny, configs(log, n=4), cache=tmp_path / "c", device="cpu")  # $OVERSMOOTHING_SCHEDULER
+    assert remote.computed == 4 and runs(log) == 4
+    assert_same(local, remote)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert {r["threads"] for r in remote} == {max(1, cores // 2)}  # fair share of the cores, no oversubscription
+    # joining the running cluster by address finds every run in the cache
+    again = grid.run_grid(train_tiny, configs(log, n=4), scheduler=dask_cluster,
+                          cache=tmp_path / "c", device="cpu")
+    assert again.cached == 4 and runs(log) == 4
+
+
+def test_dask_task_error_names_the_config(tmp_path, dask_cluster):
+    cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
+    with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
+        grid.run_grid(train_tiny, cfgs, executor="dask", cache=tmp_path / "c", device="cpu", retries=0)
+    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # the failed run is never cached
+
+
+def test_dask_killed_worker_loses_no_run(tmp_path, dask_cluster):  # last: the killed worker restarts slowly
     log, cache = str(tmp_path / "log"), tmp_path / "c"
     cfgs = configs(log, n=4)
     cfgs[1] = dict(cfgs[1], die_once=str(tmp_path / "died"))  # its worker process exits during the run
-    res = grid.run_grid(train_tiny, cfgs, workers=2, cache=cache, device="cpu")
+    res = grid.run_grid(train_tiny, cfgs, scheduler=dask_cluster, cache=cache, device="cpu")
     assert (tmp_path / "died").exists()
     assert len(res) == 4 and all(r is not None for r in res) and res.computed == 4
     ref = grid.run_grid(train_tiny, [{k: v for k, v in c.items() if k != "die_once"} for c in cfgs],
                         cache=False, device="cpu")
     assert_same(ref, res)
     assert len(list(cache.rglob("*.pkl"))) == 4
+
+
+def test_worker_with_another_library_refuses_the_run():
+    with pytest.raises(grid.GridError, match="differs from the client's"):
+        grid._task(train_tiny, configs(n=1)[0], "0" * 64, "cpu", {}, 0)

@@ -25,6 +25,8 @@ worker GPU=1 and pins worker i to GPU i mod the GPU count.
 from __future__ import annotations
 
 import ast
+import atexit
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -39,6 +41,7 @@ import warnings
 from pathlib import Path
 
 __all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key", "cache_dir", "stack", "per_process",
+           "local_cluster",
            "shutdown", "NOT_HASHED"]
 
 PACKAGE = Path(__file__).resolve().parent
@@ -200,23 +203,22 @@ def _store(folder: Path | None, key: str, fn, config, result, seconds: float):
 
 
 # ----------------------------------------------------------------------------- tasks
-def _fair_threads(slots: dict | None) -> int:
-    """cores // task slots on this host (at least 1)."""
-    import socket
-
+def _cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        cores = os.cpu_count() or 1
-    n = 1
-    if slots:
-        try:
-            from distributed import get_worker
-            w = get_worker()
-            n = slots.get(w.address.rsplit(":", 1)[0].split("://")[-1], slots.get(socket.gethostname(), 1))
-        except (ImportError, ValueError):
-            n = 1
-    return max(1, cores // max(1, n))
+        return os.cpu_count() or 1
+
+
+def _host(address: str) -> str:
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def _fair_threads(slots: dict) -> int:
+    """This host's cores // its task slots (the sum of its Dask workers' threads), at least 1."""
+    from distributed import get_worker
+
+    return max(1, _cores() // max(1, slots.get(_host(get_worker().address), 1)))
 
 
 def _task(fn, config, lib, device, slots, gpus):
@@ -247,8 +249,7 @@ def _resolve_device(device, client=None) -> str:
         from .training import resolve_device
         return str(resolve_device(device))
     if device == "auto":
-        workers = client.scheduler_info(n_workers=-1)["workers"].values() if _takes_n_workers(client) \
-            else client.scheduler_info()["workers"].values()
+        workers = _workers(client).values()
         has_gpu = bool(workers) and all(w.get("resources", {}).get("GPU", 0) >= 1 for w in workers)
         return "cuda" if has_gpu else "cpu"
     if device == "cpu" or device.startswith("cuda"):
@@ -256,19 +257,52 @@ def _resolve_device(device, client=None) -> str:
     raise ValueError(f"unknown device {device!r}; choose 'auto', 'cpu' or 'cuda[:i]'")
 
 
-def _takes_n_workers(client) -> bool:
-    try:
-        return "n_workers" in inspect.signature(client.scheduler_info).parameters
-    except (TypeError, ValueError):
-        return False
+def _workers(client) -> dict:
+    """address -> worker info (nthreads, resources, ...) of every worker of the cluster."""
+    try:  # recent distributed lists only the first 5 workers unless asked for all
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:
+        return client.scheduler_info()["workers"]
 
 
 _CLUSTERS: dict = {}
 
 
+def _new_local_cluster(workers: int, gpu: bool = False):
+    """A LocalCluster of ``workers`` single-threaded processes, each with the fair share of the cores
+    for OpenMP/MKL (set before torch loads), progress bars off, and GPU=1 each when ``gpu``."""
+    from distributed import LocalCluster
+
+    share = str(max(1, _cores() // workers))
+    env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share,
+           "OVERSMOOTHING_PROGRESS": "0"}
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                        env=env, silence_logs=40, **(dict(resources={"GPU": 1}) if gpu else {}))
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int, *, gpu: bool = False):
+    """A LocalCluster for the duration of the block, shared by every grid started inside it: yields
+    its scheduler address and sets ``$OVERSMOOTHING_SCHEDULER`` to it (so notebook kernels launched
+    in the block join it; e.g. the runner's ``--workers N`` for all chapters at once)."""
+    cluster = _new_local_cluster(workers, gpu)
+    old = os.environ.get("OVERSMOOTHING_SCHEDULER")
+    os.environ["OVERSMOOTHING_SCHEDULER"] = cluster.scheduler_address
+    try:
+        yield cluster.scheduler_address
+    finally:
+        if old is None:
+            os.environ.pop("OVERSMOOTHING_SCHEDULER", None)
+        else:
+            os.environ["OVERSMOOTHING_SCHEDULER"] = old
+        for k in [k for k in _CLUSTERS if k == ("scheduler", cluster.scheduler_address)]:
+            _CLUSTERS.pop(k)[0].close()
+        cluster.close()
+
+
 def _client(workers, scheduler, device_hint):
     """A (memoised) Client: joined to ``scheduler`` or on a LocalCluster of ``workers`` processes."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     key = ("scheduler", scheduler) if scheduler else ("local", workers, device_hint)
     if key in _CLUSTERS:
@@ -278,16 +312,7 @@ def _client(workers, scheduler, device_hint):
     if scheduler:
         client, cluster = Client(scheduler), None
     else:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        share = str(max(1, cores // workers))
-        env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share,
-               "OVERSMOOTHING_PROGRESS": "0"}
-        kw = dict(resources={"GPU": 1}) if device_hint == "cuda" else {}
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=env, silence_logs=40, **kw)
+        cluster = _new_local_cluster(workers, device_hint == "cuda")
         client = Client(cluster)
     _CLUSTERS[key] = (client, cluster)
     return client
@@ -304,8 +329,6 @@ def shutdown():
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
 
-
-import atexit  # noqa: E402
 
 atexit.register(shutdown)
 
@@ -370,7 +393,7 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
     client = None
     if executor == "dask":
         hint = str(device) if device not in (None, "auto") else _resolve_device("auto")
-        client = _client(workers or max(1, (os.cpu_count() or 1)), scheduler, "cuda" if hint.startswith("cuda") else "cpu")
+        client = _client(workers or _cores(), scheduler, "cuda" if hint.startswith("cuda") else "cpu")
         dev = _resolve_device(device, client)
     else:
         dev = _resolve_device(device)
@@ -414,11 +437,9 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
 def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries):
     from distributed import as_completed
 
-    info = client.scheduler_info(**({"n_workers": -1} if _takes_n_workers(client) else {}))["workers"]
-    slots: dict = {}
-    for addr, w in info.items():
-        host = addr.split("://")[-1].rsplit(":", 1)[0]
-        slots[host] = slots.get(host, 0) + int(w.get("nthreads", 1))
+    slots: dict = {}  # host -> task slots on it (for the fair share of its cores)
+    for addr, w in _workers(client).items():
+        slots[_host(addr)] = slots.get(_host(addr), 0) + int(w.get("nthreads", 1))
     gpus = 0
     if dev.startswith("cuda"):
         import torch
