@@ -5,7 +5,8 @@ The slice: 8 runs of the 64-layer residual GCN on Cora (hidden 64, Adam lr 0.005
 chapter 07, through :func:`oversmoothing.grid.run_grid`:
 
 * local : the 8 runs one after another in this process, torch with ``--local-threads`` threads
-          (default: all cores, what a chapter that does not limit threads gets);
+          (default 1, as the default-profile chapters set; 0 = all cores, torch's default, which on a
+          busy machine thrashes: measured 6x slower than 1 thread for this model at load 7 on 2 cores);
 * dask  : the same 8 runs on a LocalCluster of ``--workers`` single-threaded worker processes
           (cluster start-up and the workers' imports included in ``dask_total_s``).
 
@@ -51,7 +52,7 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--local-threads", type=int, default=0, help="torch threads of the local run (0: all cores)")
+    ap.add_argument("--local-threads", type=int, default=1, help="torch threads of the local run (0: all cores)")
     ap.add_argument("--dataset", default="cora")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args(argv)

@@ -16,11 +16,15 @@ starts a ``LocalCluster`` of N single-threaded worker processes; ``scheduler=ADD
 ``$OVERSMOOTHING_SCHEDULER``) joins a running cluster (dask-jobqueue, dask-kubernetes, SSHCluster,
 ``dask scheduler`` + ``dask worker ADDRESS``).  The client writes each result to its own cache as
 the task completes; a run on a worker that dies is re-run elsewhere (Dask reschedules it).  Every
-task sets torch's threads to the fair share of its host's cores (cores // task slots on that host).
+task sets torch's threads to the fair share of its host's cores (cores // task slots on that host;
+``$OVERSMOOTHING_THREADS`` overrides it: on a machine shared with other busy processes 1 is best,
+as 2 threads on 2 busy cores were measured 6-15x slower than 1 for a 64-layer GCN).
 GPUs: with a CUDA device every task asks for the worker resource ``GPU=1``; start one worker per GPU
 with ``dask worker ADDRESS --nthreads 1 --resources GPU=1`` (and ``CUDA_VISIBLE_DEVICES`` set per
 worker, as ``dask-cuda``'s ``LocalCUDACluster`` does); a ``LocalCluster`` started here gives each
-worker GPU=1 and pins worker i to GPU i mod the GPU count.
+worker GPU=1 and pins worker i to GPU i mod the GPU count.  Workers you start yourself should drop
+Dask's ``MALLOC_TRIM_THRESHOLD_`` (2-5x slower training), e.g. with a Dask config file setting
+``distributed.nanny.pre-spawn-environ`` to ``{OMP_NUM_THREADS: 1, MKL_NUM_THREADS: 1}``.
 """
 from __future__ import annotations
 
@@ -204,6 +208,7 @@ def _store(folder: Path | None, key: str, fn, config, result, seconds: float):
 
 # ----------------------------------------------------------------------------- tasks
 def _cores() -> int:
+    """The cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -215,9 +220,12 @@ def _host(address: str) -> str:
 
 
 def _fair_threads(slots: dict) -> int:
-    """This host's cores // its task slots (the sum of its Dask workers' threads), at least 1."""
+    """``$OVERSMOOTHING_THREADS`` if set, else this host's cores // its task slots (the sum of its
+    Dask workers' threads), at least 1."""
     from distributed import get_worker
 
+    if _env_int("OVERSMOOTHING_THREADS"):
+        return _env_int("OVERSMOOTHING_THREADS")
     return max(1, _cores() // max(1, slots.get(_host(get_worker().address), 1)))
 
 
@@ -270,14 +278,20 @@ _CLUSTERS: dict = {}
 
 def _new_local_cluster(workers: int, gpu: bool = False):
     """A LocalCluster of ``workers`` single-threaded processes, each with the fair share of the cores
-    for OpenMP/MKL (set before torch loads), progress bars off, and GPU=1 each when ``gpu``."""
+    for OpenMP/MKL (set before torch loads), progress bars off, and GPU=1 each when ``gpu``.
+    Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` is left out: it fixes glibc's mmap threshold, so
+    every tensor above 128 KiB is mapped and unmapped anew (measured 2-5x slower training)."""
+    import dask
     from distributed import LocalCluster
 
-    share = str(max(1, _cores() // workers))
-    env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share,
-           "OVERSMOOTHING_PROGRESS": "0"}
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        env=env, silence_logs=40, **(dict(resources={"GPU": 1}) if gpu else {}))
+    share = str(_env_int("OVERSMOOTHING_THREADS") or max(1, _cores() // workers))
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    environ.update(OMP_NUM_THREADS=share, MKL_NUM_THREADS=share, OPENBLAS_NUM_THREADS=share,
+                   OVERSMOOTHING_PROGRESS="0")
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            silence_logs=40, **(dict(resources={"GPU": 1}) if gpu else {}))
 
 
 @contextlib.contextmanager
