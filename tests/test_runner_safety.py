@@ -122,7 +122,7 @@ def test_spectral_init_rejects_non_finite_scales():
 
     W = torch.empty(4, 4)
     for s in (float("inf"), float("nan"), 0.0, -1.0):
-        with pytest.raises(ValueError, match="finite number > 0"):
+        with pytest.raises(ValueError, match="must be > 0 and finite"):
             spectral_init_(W, s)
     assert torch.isclose(torch.linalg.matrix_norm(spectral_init_(W, 2.0), ord=2), torch.tensor(2.0))
 
