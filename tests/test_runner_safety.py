@@ -89,7 +89,7 @@ def _chapter_with(name: str) -> book.Chapter:
 
 
 @pytest.mark.parametrize("name, raw", [("depth", "0"), ("hidden", "0"), ("seeds", "[]"), ("depths", "[]"),
-                                       ("s", "1e999"), ("lr", "1e999"), ("s", "nan")])
+                                       ("s", "1e999"), ("lr", "1e999"), ("s", "nan"), ("lr", "-inf")])
 def test_bad_ranges_and_non_finite_values_are_refused_by_the_runner_as_by_the_chapter(name, raw):
     """The runner's message is the chapter's own (oversmoothing.parameters.check) for every value that
     has the right type; only a value of the wrong type (nan is text) gets the runner's type message."""

@@ -267,6 +267,8 @@ def _literal(raw: str):
             return low == "true"
         if low in ("none", "null"):
             return None
+        if low in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+            return float(low)     # refused by the finiteness check with the rule's message, not as text
         return raw
 
 
