@@ -6,7 +6,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= default
-DEVICE  ?= auto
+DEVICE  ?=
 JOBS    ?= 1
 
 # Offline datasets: use ../shared/datasets as the mirror when it exists.
@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# Without DEVICE each chapter's device comes from the profile, else from its notebook (auto).
 book: $(STAMP)
-	$(PY) -m oversmoothing build --profile $(PROFILE) --device $(DEVICE) --jobs $(JOBS)
+	$(PY) -m oversmoothing build --profile $(PROFILE) $(if $(DEVICE),--device $(DEVICE)) --jobs $(JOBS)
 
 # Headless Chromium (Debian's package) for the browser test of the rendered book.
 chromium:

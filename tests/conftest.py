@@ -39,7 +39,7 @@ def smoke_book(tmp_path_factory):
 
 @pytest.fixture
 def minibook(tmp_path) -> Path:
-    """A private copy of the two-chapter fixture book (01_ok works, 02_raises raises)."""
+    """A private copy of the fixture book (01_ok works, 02_raises raises, 03_slow sleeps `pause` s)."""
     dst = tmp_path / "minibook"
     shutil.copytree(FIXTURE_BOOK, dst)
     return dst

@@ -99,7 +99,10 @@ def test_build_caches_unchanged_chapters_and_reruns_on_src_change(minibook):
     assert "marker-7f3a" in (html / "_static" / "mini.css").read_text()
 
     with open(minibook / "src" / "minilib.py", "a") as f:
-        f.write("# a change to the library\n")
+        f.write("# a comment in the library\n")      # comments change no result: nothing re-runs
+    assert book.build(minibook, html=False, **kw).executed == []
+    with open(minibook / "src" / "minilib.py", "a") as f:
+        f.write("SCALE = 2\n")                        # code does
     third = book.build(minibook, html=False, **kw)
     assert third.executed == ["01_ok"]
     assert book.build(minibook, html=False, force=True, **kw).executed == ["01_ok"]

@@ -1,9 +1,11 @@
 """Offline loading from the mirror into the cache, with checksums (counts from shared/datasets/README.md)."""
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from oversmoothing import datasets as D
 from oversmoothing import graphs as G
@@ -87,3 +89,39 @@ def test_missing_data_without_a_mirror_is_a_clear_error(tmp_path, monkeypatch):
 def test_bad_dataset_arguments(name, split, match):
     with pytest.raises(ValueError, match=match):
         G.load(name, split=split)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_processed_file_is_rebuilt_from_the_raw_files(tmp_path, damage):
+    """A flipped byte in PyG's processed data.pt once loaded silently with a NaN feature; a truncated one
+    gave "checkpoint file is corrupted" naming no file. Both are now rebuilt, with a warning naming the file."""
+    g0 = G.load("cora", root=tmp_path)
+    processed = tmp_path / "Cora" / "processed" / "data.pt"
+    record = tmp_path / "Cora" / "processed.sha256"
+    assert record.is_file()
+    data = bytearray(processed.read_bytes())
+    if damage == "flip":
+        for i in (len(data) // 3, len(data) // 3 + 1):
+            data[i] ^= 0xFF
+    else:
+        data = data[: len(data) // 2]
+    processed.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"processed/data\.pt differs from the SHA-256 recorded.*rebuilding"):
+        g1 = G.load("cora", root=tmp_path)
+    assert torch.isfinite(g1.x).all() and torch.equal(g1.x, g0.x) and torch.equal(g1.edge_index, g0.edge_index)
+    assert D._sha256(processed) == json.loads(record.read_text())["data.pt"]
+
+
+def test_processed_files_without_a_record_are_rebuilt(tmp_path):
+    G.load("cora", root=tmp_path)
+    (tmp_path / "Cora" / "processed.sha256").unlink()
+    processed = tmp_path / "Cora" / "processed" / "data.pt"
+    processed.write_bytes(processed.read_bytes()[:100])      # e.g. an interrupted processing run
+    g = G.load("cora", root=tmp_path)
+    assert g.num_nodes == 2708 and torch.isfinite(g.x).all()
+
+
+def test_a_nonexistent_mirror_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVERSMOOTHING_DATA_MIRROR", str(tmp_path / "no_such_mirror"))
+    with pytest.raises(D.DatasetUnavailable, match=r"mirror OVERSMOOTHING_DATA_MIRROR=.*no_such_mirror does not exist"):
+        G.load("cora", root=tmp_path / "cache")

@@ -4,16 +4,25 @@ It imports none of the science modules: chapters are executed in their own kerne
 
 Layout of one build (``profile`` = smoke/default/paper, ``S = <staging>/<profile>``)::
 
+    S/.lock                  held by the build of this profile (a second one waits, naming the holder)
     S/site/                  the Jupyter Book that is rendered (a staging copy of the project)
-      _config.yml _toc.yml   copied; the toc is filtered to the chapters of this build
-      book/NN_name.ipynb     the executed chapter (sources in <root>/book stay output-free)
+      _config.yml _toc.yml   copied; the toc lists every chapter that has an executed copy
+      book/NN_name.ipynb     the executed chapter (sources in <root>/book stay output-free); its
+                             metadata ``oversmoothing`` holds the cache key and the SHA-256 of
+                             its claims table, so the pair is one unit: a chapter is "cached" only
+                             when that key is this build's key and the claims file is the one
+                             written with it
       book/NN_name.claims.json   its claims table (written by ``ClaimsTable.save()``)
       book/parameters.md book/report.md   generated pages
-    S/cache/NN_name.json     the cache key and wall time of the executed copy
-    S/tmp/                   notebooks being executed (renamed into site/ only on success)
+    S/tmp/                   notebooks being executed (moved into site/ by the runner only on success)
     S/failed/NN_name.ipynb   the executed copy of a chapter that raised, for debugging
+    S/_build/                Sphinx's incremental work folder (html, doctrees)
 
-HTML goes to ``<out>/_build/html`` (``out`` defaults to the project root).
+The HTML is copied to ``<out>/_build/html`` (``out`` defaults to the project root) by building a new
+folder next to it and renaming it into place, so readers never see a half-written book.
+
+Every notebook runs in its own worker process (its own session, so a terminal's Ctrl-C reaches only the
+runner): Ctrl-C cancels the queued chapters, kills the running kernels and exits 130.
 """
 from __future__ import annotations
 
@@ -23,22 +32,28 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import tokenize
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .parameters import RULES, ParameterError
+from .parameters import check as check_rule
 from .report import md_cell  # the claims format shared with the chapters (imports no science)
 
-__all__ = ["BookError", "BuildFailed", "Chapter", "Param", "build", "chapters", "find_root",
+__all__ = ["BookError", "BuildFailed", "Interrupted", "Chapter", "Param", "build", "chapters", "find_root",
            "parse_parameters", "parse_assignment", "run_chapter", "sweep", "load_profiles"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,6 +63,10 @@ GENERATED = {"book/parameters": "parameters", "book/report": "report"}
 DESIGN_CLAIMS = tuple(f"C{i}" for i in range(1, 14))
 KERNEL = "python3"
 INJECTED_HEADER = "# Injected by the runner ({how}): overrides the defaults"
+#: the key of the runner's record in an executed notebook's metadata
+META = "oversmoothing"
+#: seconds a cancelled worker gets between SIGTERM and SIGKILL
+KILL_GRACE = 3.0
 
 
 class BookError(Exception):
@@ -56,6 +75,16 @@ class BookError(Exception):
 
 class BuildFailed(Exception):
     """One or more chapters raised (or the HTML build failed)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM: queued notebooks were cancelled and running kernels stopped.
+
+    ``results`` holds the notebooks that finished (and were kept) before the interruption."""
+
+    def __init__(self, message: str, results: list[dict] | None = None):
+        super().__init__(message)
+        self.results = results or []
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,16 +267,28 @@ def _literal(raw: str):
             return low == "true"
         if low in ("none", "null"):
             return None
+        if low in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+            return float(low)     # refused by the finiteness check with the rule's message, not as text
         return raw
 
 
+def _non_finite(value) -> bool:
+    """True when ``value`` is (or holds, in a list) an infinite or NaN float."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 def check_value(chapter: str, p: Param, value, raw: str | None = None):
-    """``value`` converted to ``p``'s type, or a BookError naming chapter, parameter and types."""
+    """``value`` converted to ``p``'s type and checked against ``oversmoothing.parameters.RULES``
+    (the same check, and the same message, as the chapter's first cell), or a BookError."""
     t = p.type
     ok = False
     if t == "none":
-        return value
-    if t == "bool":
+        ok = True
+    elif t == "bool":
         ok = isinstance(value, bool)
     elif t == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -267,6 +308,14 @@ def check_value(chapter: str, p: Param, value, raw: str | None = None):
         shown = raw if raw is not None else repr(value)
         raise BookError(f"chapter {chapter}: parameter {p.name!r} expects {t} (default {p.default!r}), "
                         f"got {shown!r} ({type(value).__name__})")
+    if p.name in RULES:
+        try:
+            value = check_rule(p.name, value, chapter)
+        except ParameterError as e:
+            raise BookError(str(e)) from None
+    elif _non_finite(value):
+        raise BookError(f"chapter {chapter}: parameter {p.name} = {value!r} is not accepted: "
+                        "expected a finite number (not inf or nan)")
     return value
 
 
@@ -302,8 +351,10 @@ def split_values(raw: str) -> list[str]:
 
 
 def resolve_parameters(ch: Chapter, overrides: dict, assignments: list[tuple[str, str]] = (),
-                       device: str | None = "auto", params: dict[str, Param] | None = None) -> dict:
-    """The parameters papermill injects: profile overrides, then ``-p`` values, then ``device``."""
+                       device: str | None = None, params: dict[str, Param] | None = None) -> dict:
+    """The parameters papermill injects: profile overrides, then ``device`` (``--device``, when given),
+    then ``-p`` values. Every value is checked (type, then its rule) before anything runs; a profile's
+    bad value is an error even where ``--device`` or ``-p`` overrides it."""
     params = parse_parameters(ch.path) if params is None else params
     def known(n):
         if n not in params:
@@ -315,26 +366,51 @@ def resolve_parameters(ch: Chapter, overrides: dict, assignments: list[tuple[str
         if isinstance(value, str) and params[name].type in ("int", "float", "bool", "list"):
             value = _literal(value)    # YAML reads 1e-3 as a string
         final[name] = check_value(ch.stem, params[name], value)
+    if device is not None and "device" in params:
+        final["device"] = check_value(ch.stem, params["device"], device)
     for name, raw in assignments:
         known(name)
         final[name] = check_value(ch.stem, params[name], _literal(raw), raw)
-    if device is not None and "device" in params and "device" not in dict(assignments):
-        final["device"] = device
-    if "device" in final and final["device"] not in DEVICES:
-        raise BookError(f"chapter {ch.stem}: device must be one of {', '.join(DEVICES)}, got {final['device']!r}")
     return final
 
 
-def _check_device(device: str):
-    if device not in DEVICES:
+def _check_device(device: str | None):
+    if device is not None and device not in DEVICES:
         raise BookError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+
+
+def _check_jobs(jobs) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BookError(f"--jobs must be an integer >= 1 (notebooks run at once), got {jobs!r}")
+    return jobs
+
+
+def _check_profile_chapters(profile: str, overrides: dict, all_chs: list[Chapter]) -> None:
+    """A profile entry whose key is not a chapter (a typo) is an error, not a chapter run at defaults."""
+    stems = [c.stem for c in all_chs]
+    for key, value in overrides.items():
+        if key not in stems:
+            raise BookError(f"book/profiles.yml: profile {profile!r} sets parameters of {key!r}, which is not a "
+                            f"chapter of _toc.yml; the chapters are: {', '.join(stems) or '(none)'}")
+        if value is not None and not isinstance(value, dict):
+            raise BookError(f"book/profiles.yml: profile {profile!r}, chapter {key!r}: expected a mapping "
+                            f"parameter: value, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
 # execution (one papermill run in a worker process)
 # --------------------------------------------------------------------------------------------
 
-def _label_injected_cell(nb_path: Path, how: str) -> None:
+def _file_sha(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, None when there is no such file."""
+    try:
+        return _sha(Path(path).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _finish_notebook(nb_path: Path, how: str, record: dict) -> None:
+    """Label the injected cell and store the runner's record (cache key, claims hash) in the metadata."""
     import nbformat
 
     nb = nbformat.read(str(nb_path), as_version=4)
@@ -342,37 +418,44 @@ def _label_injected_cell(nb_path: Path, how: str) -> None:
         if "injected-parameters" in cell.metadata.get("tags", []):
             body = [ln for ln in cell.source.splitlines() if ln.strip() != "# Parameters"]
             cell.source = "\n".join([INJECTED_HEADER.format(how=how), *body])
+    nb.metadata[META] = record
     nbformat.write(nb, str(nb_path))
 
 
+def executed_record(nb_path: Path, claims_path: Path) -> dict | None:
+    """The runner's record of an executed notebook, or None unless the notebook carries one and
+    ``claims_path`` is the claims file written with it (absent when the chapter wrote none)."""
+    try:
+        meta = json.loads(Path(nb_path).read_text()).get("metadata", {}).get(META)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(meta, dict) or not meta.get("key"):
+        return None
+    if _file_sha(claims_path) != meta.get("claims_sha256"):
+        return None
+    return meta
+
+
 def _execute(job: dict) -> dict:
-    """Run one notebook: write into tmp/, rename into place only when it succeeded."""
+    """Run one notebook into tmp files (worker side). The runner moves them into place (``_commit``)."""
     import papermill as pm
 
-    os.environ.update(job["env"])
-    if job.get("log"):   # the kernel's stderr (e.g. its transport warning) goes to a log file
-        Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
-        with open(job["log"], "w") as log:
-            os.dup2(log.fileno(), 2)
     tmp_nb, tmp_json = Path(job["tmp_nb"]), Path(job["env"]["OVERSMOOTHING_CLAIMS"])
-    out_nb, out_json = Path(job["out_nb"]), Path(job["out_json"])
     Path(job["cwd"]).mkdir(parents=True, exist_ok=True)
     for p in (tmp_nb, tmp_json):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    res = {"name": job["name"], "ok": False, "log": job.get("log")}
+    res = {"name": job["name"], "ok": False, "log": job.get("log"), "injected": bool(job["parameters"])}
     try:
         pm.execute_notebook(job["input"], str(tmp_nb), parameters=job["parameters"], kernel_name=KERNEL,
                             cwd=job["cwd"], progress_bar=False, log_output=False,
                             request_save_on_cell_execute=False)
-        _label_injected_cell(tmp_nb, job["how"])
-        out_nb.parent.mkdir(parents=True, exist_ok=True)
-        if tmp_json.exists():
-            os.replace(tmp_json, out_json)
-        else:
-            out_json.unlink(missing_ok=True)
-        os.replace(tmp_nb, out_nb)
+        seconds = round(time.perf_counter() - t0, 2)
+        _finish_notebook(tmp_nb, job["how"], {
+            "key": job.get("key") or "run", "parameters": job["parameters"], "seconds": seconds,
+            "claims_sha256": _file_sha(tmp_json), "how": job["how"],
+            "finished": _dt.datetime.now().isoformat(timespec="seconds")})
         res["ok"] = True
     except pm.PapermillExecutionError as e:
         res.update(cell_index=e.cell_index, exec_count=e.exec_count, source=e.source,
@@ -381,20 +464,160 @@ def _execute(job: dict) -> dict:
         res.update(error=f"{type(e).__name__}: {e}")
     finally:
         res["seconds"] = round(time.perf_counter() - t0, 2)
-        if not res["ok"]:
-            tmp_json.unlink(missing_ok=True)
-            if tmp_nb.exists() and job.get("failed_nb"):
-                Path(job["failed_nb"]).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_nb, job["failed_nb"])
-                res["failed_nb"] = job["failed_nb"]
-            tmp_nb.unlink(missing_ok=True)
     return res
 
 
-def _source_cell_number(nb_path: Path, cell_index: int | None) -> int | None:
-    """The failing cell's index in the source notebook (the executed copy has one injected cell)."""
-    if cell_index is None:
-        return None
+def _write_json(path: Path, data) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (kernels run in their own session, so a process group misses them)."""
+    try:
+        import psutil
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001  (already gone)
+        return []
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    out, stack = [], [pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def _kill(pids, sig=signal.SIGKILL) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _end_worker(code: int) -> None:
+    """Kill this worker's kernel, reap it (no zombie is left behind) and exit at once."""
+    kids = _descendants(os.getpid())
+    _kill(kids)
+    for pid in kids:
+        try:
+            os.waitpid(pid, 0)
+        except (ChildProcessError, OSError):
+            pass
+    os._exit(code)
+
+
+def _worker_main(job_path: str) -> None:
+    """Entry point of a worker process: execute one job, write its result next to the job file.
+
+    SIGTERM (the runner cancelling it) kills the kernel and ends the worker; a watchdog does the same when
+    the runner is gone (killed with SIGKILL), so no orphaned kernel keeps computing for nobody."""
+    job = json.loads(Path(job_path).read_text())
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, lambda signum, frame: _end_worker(143))
+
+    def watchdog():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                _end_worker(1)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    _write_json(Path(job["result"]), _execute(job))
+
+
+def _start_worker(job: dict) -> subprocess.Popen:
+    """A new Python process (own session: a terminal's Ctrl-C goes to the runner only) running ``job``."""
+    job_path = Path(job["result"]).with_suffix(".job.json")
+    _write_json(job_path, job)
+    Path(job["result"]).unlink(missing_ok=True)
+    src = str(Path(__file__).resolve().parents[1])   # import this very runner in the worker
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from oversmoothing.book import _worker_main; _worker_main(sys.argv[2])")
+    Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
+    with open(job["log"], "w") as log:   # the worker's and the kernel's stderr
+        return subprocess.Popen([sys.executable, "-c", code, src, str(job_path)], env={**os.environ, **job["env"]},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True)
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM the workers (each kills its kernel); SIGKILL whatever is left after KILL_GRACE seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + KILL_GRACE
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill(_descendants(proc.pid))
+            proc.kill()
+            proc.wait()
+
+
+def _cleanup_job(job: dict) -> None:
+    for key in ("tmp_nb", "result"):
+        Path(job[key]).unlink(missing_ok=True)
+    Path(job["result"]).with_suffix(".job.json").unlink(missing_ok=True)
+    Path(job["env"]["OVERSMOOTHING_CLAIMS"]).unlink(missing_ok=True)
+
+
+def _commit(job: dict, res: dict) -> None:
+    """Move a finished job's files into place: claims first, the notebook (which names the claims'
+    hash) last, so an interruption in between leaves a pair that is never taken as cached."""
+    tmp_nb, tmp_json = Path(job["tmp_nb"]), Path(job["env"]["OVERSMOOTHING_CLAIMS"])
+    out_nb, out_json, failed_nb = Path(job["out_nb"]), Path(job["out_json"]), Path(job["failed_nb"])
+    if res["ok"]:
+        out_nb.parent.mkdir(parents=True, exist_ok=True)
+        if tmp_json.exists():
+            os.replace(tmp_json, out_json)
+        else:
+            out_json.unlink(missing_ok=True)
+        os.replace(tmp_nb, out_nb)
+        failed_nb.unlink(missing_ok=True)     # an older failure of this chapter is history now
+    else:
+        tmp_json.unlink(missing_ok=True)
+        if tmp_nb.exists():
+            failed_nb.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_nb, failed_nb)
+            res["failed_nb"] = str(failed_nb)
+    _cleanup_job(job)
+
+
+@contextmanager
+def _signals_deferred():
+    """SIGINT/SIGTERM are recorded instead of raised inside the block (yields the list of signals);
+    outside the main thread nothing is changed."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _source_cell_number(nb_path: Path, cell_index: int | None, injected: bool = True) -> int | None:
+    """The failing cell's index in the source notebook (the executed copy has one injected cell after
+    the parameters cell when papermill injected parameters, none otherwise)."""
+    if cell_index is None or not injected:
+        return cell_index
     try:
         nb = json.loads(Path(nb_path).read_text())
         tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"]]
@@ -407,7 +630,7 @@ def _source_cell_number(nb_path: Path, cell_index: int | None) -> int | None:
 def _failure_message(ch_stem: str, source_path: Path, res: dict) -> str:
     msg = f"chapter {ch_stem} failed"
     if res.get("cell_index") is not None:
-        n = _source_cell_number(source_path, res["cell_index"])
+        n = _source_cell_number(source_path, res["cell_index"], res.get("injected", True))
         first = next((ln for ln in (res.get("source") or "").splitlines() if ln.strip()), "")
         msg += f" in cell {n} (counting from 0) of {source_path.name} (execution count {res.get('exec_count')}): `{first[:80]}`"
     msg += f"\n    {res.get('error', 'unknown error')}"
@@ -419,29 +642,54 @@ def _failure_message(ch_stem: str, source_path: Path, res: dict) -> str:
 
 
 def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
-    """Execute the jobs in a process pool (one worker process per job slot), with a progress bar."""
+    """Execute the jobs, ``n_jobs`` worker processes at a time, with a progress bar; each finished job is
+    committed at once. Ctrl-C/SIGTERM: queued jobs are cancelled, running kernels killed, their tmp
+    files removed, and :class:`Interrupted` raised (a second Ctrl-C changes nothing: the stop is bounded)."""
     from tqdm.auto import tqdm
 
-    results = []
+    results: list[dict] = []
     if not jobs:
         return results
-    import multiprocessing as mp
-
     workers = max(1, min(n_jobs, len(jobs)))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:   # share the cores, do not oversubscribe
         threads = str(max(1, (os.cpu_count() or 1) // workers))
         for j in jobs:
             j["env"] = {**j["env"], "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     bar = tqdm(total=len(jobs), desc=desc, unit="nb", disable=not progress, file=sys.stderr)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_execute, j): j for j in jobs}
-        for fut in as_completed(futs):
-            res = fut.result()
-            results.append(res)
-            mark = "ok    " if res["ok"] else "FAILED"
-            bar.write(f"  {mark} {res['name']:<40s} {res['seconds']:8.1f} s", file=sys.stderr)
-            bar.update(1)
-    bar.close()
+    pending, running = list(jobs), {}
+    with _signals_deferred() as got:
+        try:
+            while (pending or running) and not got:
+                while pending and len(running) < workers:
+                    job = pending.pop(0)
+                    running[job["name"]] = (_start_worker(job), job)
+                time.sleep(0.05)
+                for name, (proc, job) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[name]
+                    try:
+                        res = json.loads(Path(job["result"]).read_text())
+                    except (OSError, ValueError):
+                        res = {"name": name, "ok": False, "seconds": 0.0, "log": job.get("log"),
+                               "error": f"the worker process ended (exit code {proc.returncode}) without a result"}
+                    _commit(job, res)
+                    results.append(res)
+                    mark = "ok    " if res["ok"] else "FAILED"
+                    bar.write(f"  {mark} {res['name']:<40s} {res['seconds']:8.1f} s", file=sys.stderr)
+                    bar.update(1)
+        finally:
+            if running:          # interrupted (or an error in the runner itself): stop what runs
+                _stop_workers([proc for proc, _ in running.values()])
+                for _, job in running.values():
+                    _cleanup_job(job)
+            bar.close()
+    if got:
+        stopped = ", ".join(running) or "none"
+        queued = ", ".join(j["name"] for j in pending) or "none"
+        raise Interrupted(f"interrupted ({signal.Signals(got[0]).name}): stopped {stopped}; "
+                          f"not started: {queued}; finished and kept: "
+                          f"{', '.join(r['name'] for r in results if r['ok']) or 'none'}", results)
     order = {j["name"]: i for i, j in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r["name"]])
 
@@ -458,21 +706,79 @@ def _sha(data: bytes) -> str:
 RUNNER_FILES = ("oversmoothing/book.py", "oversmoothing/cli.py", "oversmoothing/__main__.py")
 
 
+def _code_digest(path: Path) -> bytes:
+    """A Python module's syntax tree (comments and formatting ignored); other files' bytes."""
+    data = path.read_bytes()
+    if path.suffix == ".py":
+        try:
+            return ast.dump(ast.parse(data)).encode()
+        except (SyntaxError, ValueError):
+            pass
+    return data
+
+
 def tree_hash(folder: Path, exclude: tuple[str, ...] = RUNNER_FILES) -> str:
-    """Hash of every file under ``folder`` (the library source), caches and the runner excluded."""
+    """Hash of the library source under ``folder`` (Python files by syntax tree, so a comment or a
+    reformatting re-executes nothing), caches and the runner excluded."""
     h = hashlib.sha256()
     if Path(folder).is_dir():
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts and not p.suffix == ".pyc" \
                     and not any(s.endswith(".egg-info") for s in p.parts) \
                     and p.relative_to(folder).as_posix() not in exclude:
-                h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes() + b"\0")
+                h.update(str(p.relative_to(folder)).encode() + b"\0" + _code_digest(p) + b"\0")
     return h.hexdigest()
 
 
-def _cache_key(ch: Chapter, parameters: dict, profile: str, lib: str, lock: str) -> str:
+def _lines_digest(path: Path, normalise=lambda ln: ln) -> str:
+    """Hash of a file's meaningful lines (comments and blank lines dropped, order ignored); "" if absent."""
+    if not Path(path).is_file():
+        return ""
+    lines = {normalise(ln.split("#", 1)[0].strip()) for ln in Path(path).read_text().splitlines()}
+    return _sha("\n".join(sorted(ln for ln in lines if ln)).encode())
+
+
+def lock_digest(path: Path) -> str:
+    """Hash of the pins of requirements.lock (``name==version``, names normalised as pip does)."""
+    def pin(ln):
+        name, sep, rest = ln.partition("==")
+        return re.sub(r"[-_.]+", "-", name.strip().lower()) + sep + rest.replace(" ", "")
+    return _lines_digest(path, pin)
+
+
+def data_digest(root: Path) -> str:
+    """Hash of the datasets' checksums (data/SHA256SUMS: the loader verifies every raw file against it)."""
+    return _lines_digest(Path(root) / "data" / "SHA256SUMS", lambda ln: " ".join(ln.split()))
+
+
+_AUTO_DEVICE: list[str] = []
+
+
+def auto_device() -> str:
+    """What ``device = "auto"`` resolves to on this machine ("cuda" or "cpu"), as the chapters resolve it."""
+    if not _AUTO_DEVICE:
+        if not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/kfd", "/proc/driver/nvidia")) \
+                and sys.platform.startswith("linux"):
+            _AUTO_DEVICE.append("cpu")      # no GPU driver: do not pay for importing torch
+        else:
+            import torch
+            _AUTO_DEVICE.append("cuda" if torch.cuda.is_available() else "cpu")
+    return _AUTO_DEVICE[0]
+
+
+def resolved_device(device: str | None) -> str:
+    return auto_device() if device in (None, "auto") else str(device)
+
+
+def environment_digests(root: Path) -> dict:
+    """What every chapter's result depends on besides its notebook and parameters."""
+    return {"src": tree_hash(Path(root) / "src"), "lock": lock_digest(Path(root) / "requirements.lock"),
+            "data": data_digest(root)}
+
+
+def _cache_key(ch: Chapter, parameters: dict, profile: str, env: dict, device: str) -> str:
     return _sha(json.dumps({"notebook": _sha(ch.path.read_bytes()), "parameters": parameters,
-                            "profile": profile, "src": lib, "lock": lock}, sort_keys=True).encode())
+                            "profile": profile, "device": device, **env}, sort_keys=True).encode())
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +848,9 @@ def readings_grid(claims: list[dict], chs: list[Chapter]) -> list[str]:
     return out + ["", ":::", ""]
 
 
-def report_page(site: Path, chs: list[Chapter]) -> str:
+def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> str:
+    """The claims of every chapter in ``chs``; ``earlier`` = those shown from an earlier build whose
+    notebook, parameters or library changed since (said on the page)."""
     rows, missing = [], []
     for order, ch in enumerate(chs):
         path = site / (ch.entry + ".claims.json")
@@ -582,6 +890,9 @@ def report_page(site: Path, chs: list[Chapter]) -> str:
         lines += ["Claims of the design that no chapter of this build tested: " + ", ".join(untested) + ".", ""]
     if missing:
         lines += ["Chapters that recorded no claims table: " + ", ".join(f"`{c.stem}`" for c in missing) + ".", ""]
+    if earlier:
+        lines += ["Shown from an earlier build, although their notebook, parameters or library changed since "
+                  "(rebuild them to update): " + ", ".join(f"`{c.stem}`" for c in earlier) + ".", ""]
     return "\n".join(lines)
 
 
@@ -620,14 +931,15 @@ def _filter_toc(node, drop: set[str]):
     return node
 
 
-def _stage(root: Path, site: Path, toc: dict, chs_built: list[Chapter], all_chs: list[Chapter], profiles: dict,
-           missing: list[str] = ()) -> bool:
+def _stage(root: Path, site: Path, toc: dict, in_book: list[Chapter], all_chs: list[Chapter], profiles: dict,
+           missing: list[str] = (), earlier: list[Chapter] = ()) -> bool:
     """Mirror the project into ``site`` (only files that changed are rewritten, so Sphinx stays incremental).
 
-    Returns True when a configuration file or a static asset (CSS, images, bib...) changed: Sphinx's
-    incremental build only notices changed pages, so such a change needs a full rebuild."""
+    ``in_book``: the chapters the book shows (this build's and those kept from earlier builds).
+    Returns True when a configuration file, the toc or a static asset (CSS, images, bib...) changed:
+    Sphinx's incremental build only notices changed pages, so such a change needs a full rebuild."""
     assets_changed = False
-    drop = ({c.entry for c in all_chs} - {c.entry for c in chs_built}) | set(missing)
+    drop = ({c.entry for c in all_chs} - {c.entry for c in in_book}) | set(missing)
     toc = _filter_toc(toc, drop)
     assets_changed |= _write_if_changed(site / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     assets_changed |= _write_if_changed(site / "_config.yml", (root / "_config.yml").read_bytes())
@@ -641,23 +953,148 @@ def _stage(root: Path, site: Path, toc: dict, chs_built: list[Chapter], all_chs:
             continue   # (the generated pages are written below: copying the placeholder would touch them)
         changed = _write_if_changed(site / rel, p.read_bytes())
         assets_changed |= changed and p.suffix not in (".md", ".ipynb")
-    _write_if_changed(site / "book" / "parameters.md", parameters_page(root, chs_built, profiles))
-    _write_if_changed(site / "book" / "report.md", report_page(site, chs_built))
+    _write_if_changed(site / "book" / "parameters.md", parameters_page(root, in_book, profiles))
+    _write_if_changed(site / "book" / "report.md", report_page(site, in_book, earlier))
     return assets_changed
 
 
-def _jupyter_book(site: Path, out: Path, verbose: bool = False, everything: bool = False) -> None:
+# --------------------------------------------------------------------------------------------
+# locks and atomic folders
+# --------------------------------------------------------------------------------------------
+
+class FolderLock:
+    """An exclusive lock (``flock``, released by the OS when its holder dies, even by SIGKILL) whose
+    file names the holder: PID, host, start time, command.
+
+    ``wait``: True = wait for the holder to finish (saying who it is), a number = wait at most that
+    many seconds, False = fail at once. Either way the error names the holder and what to do."""
+
+    def __init__(self, path: Path, what: str, wait: bool | float = True, advice: str = ""):
+        self.path, self.what, self.wait, self.advice = Path(path), what, wait, advice
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not info:
+            return "another process"
+        return (f"PID {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+                f" ({info.get('command', '')})")
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.holder()
+            if self.wait is False:
+                self._close()
+                raise BookError(f"{self.what} is in use by {holder}; wait for it to finish"
+                                + (f", or {self.advice}" if self.advice else "")) from None
+            print(f"waiting: {self.what} is in use by {holder}; this one goes on when it ends "
+                  f"(Ctrl-C to give up{'; or ' + self.advice if self.advice else ''})", file=sys.stderr, flush=True)
+            deadline = None if self.wait is True else time.monotonic() + float(self.wait)
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        self._close()
+                        raise BookError(f"{self.what} is still in use by {holder} after {self.wait} s"
+                                        + (f"; {self.advice}" if self.advice else "")) from None
+                    time.sleep(0.2)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                                      "command": " ".join(sys.argv)}).encode())
+        return self
+
+    def _close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+        self._close()       # closing releases the lock
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``... : created atomically, never shared with another run."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        folder = parent / (name if i == 1 else f"{name}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Replace the folder ``dest`` by ``new`` (two renames, signals deferred in between)."""
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    with _signals_deferred():
+        if dest.exists():
+            os.rename(dest, old)
+        os.rename(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_html(dest: Path) -> None:
+    """Undo what a killed swap or copy left: restore ``dest`` from its old copy, drop partial copies."""
+    for p in sorted(dest.parent.glob(f".{dest.name}.*")):
+        if ".old-" in p.name and not dest.exists():
+            os.rename(p, dest)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the HTML build
+# --------------------------------------------------------------------------------------------
+
+def _jupyter_book(site: Path, work: Path, dest: Path, verbose: bool = False, everything: bool = False) -> None:
+    """Render ``site`` with Jupyter Book into ``work/_build`` (incremental), then swap a copy of the HTML
+    into ``dest`` atomically. A failed or interrupted build leaves ``dest`` as it was."""
+    if everything:    # configuration, toc or assets changed: a clean build (no orphaned pages)
+        shutil.rmtree(work / "_build", ignore_errors=True)
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(site),
-           "--path-output", str(out), "--warningiserror", "--keep-going"] + (["--all"] if everything else [])
+           "--path-output", str(work), "--warningiserror", "--keep-going"] + (["--all"] if everything else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=not verbose, text=True)
+    proc = subprocess.Popen(cmd, stdout=None if verbose else subprocess.PIPE,
+                            stderr=None if verbose else subprocess.STDOUT, text=True)
+    try:
+        text, _ = proc.communicate()
+    except BaseException:       # Ctrl-C: stop Sphinx, forget its half-updated environment
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(work / "_build" / ".doctrees", ignore_errors=True)
+        raise
     if proc.returncode != 0:
         # a failed build must not leave an environment that makes the next build skip its warnings
-        shutil.rmtree(out / "_build" / ".doctrees", ignore_errors=True)
-        text = re.sub(r"\x1b\[[0-9;]*m", "", (proc.stdout or "") + (proc.stderr or ""))
+        shutil.rmtree(work / "_build" / ".doctrees", ignore_errors=True)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text or "")
         warn = [ln for ln in text.splitlines() if re.search(r"WARNING|ERROR|[Ee]rror:", ln)]
         tail = "\n".join(warn[-30:] or text.splitlines()[-30:])
-        raise BuildFailed(f"jupyter-book build failed (warnings are errors):\n{tail}")
+        raise BuildFailed(f"jupyter-book build failed (warnings are errors; the previous HTML in {dest} "
+                          f"is unchanged):\n{tail}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _recover_html(dest)
+    new = dest.with_name(f".{dest.name}.new-{os.getpid()}")
+    try:
+        shutil.copytree(work / "_build" / "html", new, symlinks=True)
+        _swap_in(new, dest)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
     print(f"  html   {'jupyter-book build':<40s} {time.perf_counter() - t0:8.1f} s", file=sys.stderr)
 
 
@@ -667,20 +1104,28 @@ class BuildResult:
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)   # shown from earlier builds (not requested now)
 
 
-def build(root: str | Path | None = None, profile: str = "default", device: str = "auto",
+def build(root: str | Path | None = None, profile: str = "default", device: str | None = None,
           chapters_: list[str] | None = None, jobs: int = 1, force: bool = False,
           out: str | Path | None = None, staging: str | Path | None = None,
-          html: bool = True, progress: bool = True, verbose: bool = False) -> BuildResult:
-    """Execute the chapters (cached), generate the pages, render the book with Jupyter Book."""
+          html: bool = True, progress: bool = True, verbose: bool = False,
+          wait: bool | float = True) -> BuildResult:
+    """Execute the chapters (cached), generate the pages, render the book with Jupyter Book.
+
+    device : None = the profile's ``device`` per chapter, else the notebook's default ("auto");
+             a value overrides the profile. ``chapters_``: only these are executed; the book keeps
+             the other chapters' last good results. ``wait``: see :class:`FolderLock`."""
     t_start = time.perf_counter()
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
+    _check_jobs(jobs)
     profiles = load_profiles(root)
     overrides = profile_overrides(root, profile, profiles)
     toc = load_toc(root)      # read once: others may edit it while the chapters run
     all_chs = chapters(root, toc)
+    _check_profile_chapters(profile, overrides, all_chs)
     chs = [resolve_chapter(root, c, all_chs) for c in chapters_] if chapters_ else all_chs
     chs = list({c.stem: c for c in chs}.values())
     missing = [e for e in map(_strip_suffix, _toc_files(toc))
@@ -688,56 +1133,88 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
     if missing and not chapters_:
         raise BookError(f"_toc.yml lists files that do not exist: {', '.join(missing)} "
                         "(build the others with --chapters)")
-    for stem in overrides:
-        if stem not in {c.stem for c in all_chs}:
-            print(f"warning: book/profiles.yml: profile {profile!r} sets parameters of {stem!r}, "
-                  "which is not a chapter of _toc.yml", file=sys.stderr)
     # everything is validated before anything runs
     plans = [(ch, resolve_parameters(ch, overrides.get(ch.stem, {}), device=device)) for ch in chs]
 
     stage_dir = (Path(staging) if staging else root / "_staging").resolve() / profile
-    site, cache_dir = stage_dir / "site", stage_dir / "cache"
-    lib = tree_hash(root / "src")
-    lock = _sha((root / "requirements.lock").read_bytes()) if (root / "requirements.lock").is_file() else ""
-    result = BuildResult(html=(Path(out) if out else root).resolve() / "_build" / "html")
+    site = stage_dir / "site"
+    env = environment_digests(root)
+    dest = (Path(out) if out else root).resolve() / "_build" / "html"
+    result = BuildResult(html=dest)
 
-    todo = []
-    for ch, params in plans:
-        key = _cache_key(ch, params, profile, lib, lock)
-        cache_file = cache_dir / f"{ch.stem}.json"
-        out_nb = site / (ch.entry + ".ipynb")
-        cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-        if not force and out_nb.is_file() and cached.get("key") == key:
-            result.cached.append(ch.stem)
-            result.seconds[ch.stem] = cached.get("seconds")
-            continue
-        how = f"profile {profile}" + (f", device {params['device']}" if "device" in params else "")
-        todo.append({"name": ch.stem, "input": str(ch.path), "parameters": params, "how": how,
-                     "out_nb": str(out_nb), "out_json": str(site / (ch.entry + ".claims.json")),
-                     "tmp_nb": str(stage_dir / "tmp" / f"{ch.stem}.ipynb"),
-                     "failed_nb": str(stage_dir / "failed" / f"{ch.stem}.ipynb"),
-                     "log": str(stage_dir / "logs" / f"{ch.stem}.kernel.log"),
-                     "cwd": str(out_nb.parent), "key": key, "cache_file": str(cache_file),
-                     "env": {"OVERSMOOTHING_CLAIMS": str(stage_dir / "tmp" / f"{ch.stem}.claims.json"),
-                             "OVERSMOOTHING_PROFILE": profile, "OVERSMOOTHING_PROGRESS": "0"}})
-    for stem in result.cached:
-        print(f"  cached {stem:<40s} {'':>8s}   (unchanged: not re-executed)", file=sys.stderr)
-    results = _run_jobs(todo, jobs, f"chapters ({profile})", progress)
-    failures = []
-    for job, res in zip(todo, results):
-        result.seconds[job["name"]] = res["seconds"]
-        if res["ok"]:
-            result.executed.append(job["name"])
-            _write_if_changed(Path(job["cache_file"]), json.dumps({"key": job["key"], "seconds": res["seconds"],
-                                                                   "parameters": job["parameters"]}, indent=1))
-        else:
-            Path(job["cache_file"]).unlink(missing_ok=True)
-            failures.append(_failure_message(job["name"], Path(job["input"]), res))
-    if failures:
-        raise BuildFailed("\n".join(failures))
-    if html:
-        assets_changed = _stage(root, site, toc, chs, all_chs, profiles, missing)
-        _jupyter_book(site, (Path(out) if out else root).resolve(), verbose=verbose, everything=assets_changed)
+    def key_of(ch, params):
+        dev = params.get("device", parse_parameters(ch.path).get("device", Param("", "auto", "str", "")).default)
+        return _cache_key(ch, params, profile, env, resolved_device(dev))
+
+    def paths(ch):
+        return site / (ch.entry + ".ipynb"), site / (ch.entry + ".claims.json")
+
+    with FolderLock(stage_dir / ".lock", f"the staging folder of profile {profile!r} ({stage_dir})", wait,
+                    advice="give this build its own folders with --staging DIR --out DIR"):
+        shutil.rmtree(stage_dir / "tmp", ignore_errors=True)    # what a killed build left (we hold the lock)
+        shutil.rmtree(stage_dir / "cache", ignore_errors=True)  # the records of earlier runner versions
+        todo = []
+        for ch, params in plans:
+            key = key_of(ch, params)
+            out_nb, out_json = paths(ch)
+            record = executed_record(out_nb, out_json)
+            if not force and record is not None and record.get("key") == key:
+                result.cached.append(ch.stem)
+                result.seconds[ch.stem] = record.get("seconds")
+                continue
+            how = f"profile {profile}" + (f", device {params['device']}" if "device" in params else "")
+            tmp = stage_dir / "tmp"
+            todo.append({"name": ch.stem, "input": str(ch.path), "parameters": params, "how": how, "key": key,
+                         "out_nb": str(out_nb), "out_json": str(out_json),
+                         "tmp_nb": str(tmp / f"{ch.stem}.ipynb"), "result": str(tmp / f"{ch.stem}.result.json"),
+                         "failed_nb": str(stage_dir / "failed" / f"{ch.stem}.ipynb"),
+                         "log": str(stage_dir / "logs" / f"{ch.stem}.kernel.log"), "cwd": str(out_nb.parent),
+                         "env": {"OVERSMOOTHING_CLAIMS": str(tmp / f"{ch.stem}.claims.json"),
+                                 "OVERSMOOTHING_PROFILE": profile, "OVERSMOOTHING_PROGRESS": "0"}})
+        for stem in result.cached:
+            print(f"  cached {stem:<40s} {'':>8s}   (unchanged: not re-executed)", file=sys.stderr)
+        results = _run_jobs(todo, jobs, f"chapters ({profile})", progress)
+        failures = []
+        for job, res in zip(todo, results):
+            result.seconds[job["name"]] = res["seconds"]
+            if res["ok"]:
+                result.executed.append(job["name"])
+            else:
+                failures.append(_failure_message(job["name"], Path(job["input"]), res))
+        if failures:
+            raise BuildFailed("\n".join(failures))
+        if html:
+            # the book shows every chapter with a good executed copy: this build's and earlier ones'
+            built = {c.stem for c in chs}
+            in_book, earlier = [], []
+            for ch in all_chs:
+                if ch.stem in built:
+                    in_book.append(ch)
+                    continue
+                record = executed_record(*paths(ch))
+                if record is None:
+                    continue
+                in_book.append(ch)
+                result.kept.append(ch.stem)
+                try:
+                    same = record.get("key") == key_of(ch, resolve_parameters(ch, overrides.get(ch.stem, {}),
+                                                                               device=device))
+                except BookError:
+                    same = False
+                if not same:
+                    earlier.append(ch)
+            if result.kept:
+                print(f"  kept   {', '.join(result.kept)} (from earlier builds"
+                      + (f"; out of date: {', '.join(c.stem for c in earlier)}" if earlier else "") + ")",
+                      file=sys.stderr)
+            assets_changed = _stage(root, site, toc, in_book, all_chs, profiles, missing, earlier)
+            with FolderLock(dest.parent / ".html.lock", f"the HTML folder {dest}", wait,
+                            advice="give this build its own folder with --out DIR"):
+                try:
+                    _jupyter_book(site, stage_dir, dest, verbose=verbose, everything=assets_changed)
+                except KeyboardInterrupt:
+                    raise Interrupted(f"interrupted while rendering the HTML; {dest} is unchanged; the executed "
+                                      "chapters are kept (the next build reuses them)") from None
     print(f"  total  {'':<40s} {time.perf_counter() - t_start:8.1f} s   "
           f"({len(result.executed)} executed, {len(result.cached)} cached)", file=sys.stderr)
     return result
@@ -754,81 +1231,127 @@ def _stamp() -> str:
 def _point_job(root: Path, ch: Chapter, folder: Path, params: dict, profile: str, name: str,
                command: str = "run") -> dict:
     how = f"{command}, profile {profile}"
+    tmp = folder / ".tmp"
     return {"name": name, "input": str(ch.path), "parameters": params, "how": how,
             "out_nb": str(folder / f"{ch.stem}.ipynb"), "out_json": str(folder / f"{ch.stem}.claims.json"),
-            "tmp_nb": str(folder / ".tmp" / f"{ch.stem}.ipynb"), "failed_nb": str(folder / f"{ch.stem}.FAILED.ipynb"),
+            "tmp_nb": str(tmp / f"{ch.stem}.ipynb"), "result": str(tmp / f"{ch.stem}.result.json"),
+            "failed_nb": str(folder / f"{ch.stem}.FAILED.ipynb"),
             "log": str(folder / f"{ch.stem}.kernel.log"),
             "cwd": str(folder),
-            "env": {"OVERSMOOTHING_CLAIMS": str(folder / ".tmp" / f"{ch.stem}.claims.json"),
+            "env": {"OVERSMOOTHING_CLAIMS": str(tmp / f"{ch.stem}.claims.json"),
                     "OVERSMOOTHING_PROFILE": profile, "OVERSMOOTHING_PROGRESS": "0"}}
 
 
+def _output_folder(root: Path, out, name: str) -> tuple[Path, bool]:
+    """The folder of a run or sweep: ``out`` as given, else a new one under ``_runs`` (and whether it is new)."""
+    if out:
+        folder = Path(out).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, False
+    return new_folder(root / "_runs", f"{name}-{_stamp()}"), True
+
+
+def _folder_lock(folder: Path) -> FolderLock:
+    return FolderLock(folder / ".lock", f"the output folder {folder}", wait=False,
+                      advice="use another --out folder")
+
+
 def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | None = None,
-                profile: str = "default", device: str = "auto", out: str | Path | None = None,
+                profile: str = "default", device: str | None = None, out: str | Path | None = None,
                 progress: bool = True) -> Path:
     """One chapter with parameters; returns the folder holding the notebook and its claims JSON."""
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
     ch = resolve_chapter(root, chapter)
-    overrides = profile_overrides(root, profile).get(ch.stem, {})
-    params = resolve_parameters(ch, overrides, [parse_assignment(a) for a in assignments], device=device)
-    folder = Path(out).resolve() if out else root / "_runs" / f"{ch.stem}-{_stamp()}"
-    folder.mkdir(parents=True, exist_ok=True)
-    res = _run_jobs([_point_job(root, ch, folder, params, profile, ch.stem)], 1, f"run {ch.stem}", progress)[0]
-    shutil.rmtree(folder / ".tmp", ignore_errors=True)
-    (folder / "parameters.json").write_text(json.dumps(params, indent=1))
+    profiles = profile_overrides(root, profile)
+    _check_profile_chapters(profile, profiles, chapters(root))
+    params = resolve_parameters(ch, profiles.get(ch.stem, {}), [parse_assignment(a) for a in assignments],
+                                device=device)
+    folder, fresh = _output_folder(root, out, ch.stem)
+    try:
+        with _folder_lock(folder):
+            job = _point_job(root, ch, folder, params, profile, ch.stem)
+            res = _run_jobs([job], 1, f"run {ch.stem}", progress)[0]
+            shutil.rmtree(folder / ".tmp", ignore_errors=True)
+            _write_json(folder / "parameters.json", params)
+    except Interrupted:
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)     # nothing half-written stays behind
+        raise
+    (folder / ".lock").unlink(missing_ok=True)
     if not res["ok"]:
         raise BuildFailed(_failure_message(ch.stem, ch.path, res))
     return folder
 
 
 def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile: str = "default",
-          device: str = "auto", jobs: int = 1, out: str | Path | None = None, progress: bool = True):
-    """Run the chapter at every point of the grid; gather one table. Returns (folder, DataFrame)."""
+          device: str | None = None, jobs: int = 1, out: str | Path | None = None, progress: bool = True):
+    """Run the chapter at every point of the grid; gather one table. Returns (folder, DataFrame, failures).
+
+    Interrupted: the points that finished are kept and the table is written (the others' status
+    is "cancelled") before :class:`Interrupted` is raised."""
     import pandas as pd
 
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
+    _check_jobs(jobs)
     ch = resolve_chapter(root, chapter)
-    overrides = profile_overrides(root, profile).get(ch.stem, {})
+    profiles = profile_overrides(root, profile)
+    _check_profile_chapters(profile, profiles, chapters(root))
+    overrides = profiles.get(ch.stem, {})
     axes: dict[str, list[str]] = {}
     for a in grid:
         name, raw = parse_assignment(a)
         axes[name] = split_values(raw)
     if not axes:
         raise BookError("sweep needs at least one -p name=v1,v2,...")
+    empty = [n for n, v in axes.items() if not v]
+    if empty:
+        raise BookError(f"sweep: -p {empty[0]}= has no values; give v1,v2,...")
     info = parse_parameters(ch.path)
     points = []
     for combo in itertools.product(*axes.values()):
         assign = list(zip(axes, combo))
         params = resolve_parameters(ch, overrides, assign, device=device, params=info)
         points.append(({n: params[n] for n in axes}, params))
-    folder = Path(out).resolve() if out else root / "_runs" / f"sweep-{ch.stem}-{_stamp()}"
+    folder, _ = _output_folder(root, out, f"sweep-{ch.stem}")
     jobs_ = []
     for i, (swept, params) in enumerate(points):
         tag = "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.+-]', '', str(v))}" for k, v in swept.items())
         jobs_.append(_point_job(root, ch, folder / f"{i:03d}_{tag}"[:120], params, profile, f"{i:03d} {tag}",
                                 "sweep"))
-    results = _run_jobs(jobs_, jobs, f"sweep {ch.stem}", progress)
-    rows = []
-    for (swept, _), job, res in zip(points, jobs_, results):
-        shutil.rmtree(Path(job["cwd"]) / ".tmp", ignore_errors=True)
-        base = {**{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in swept.items()},
-                "status": "ok" if res["ok"] else "failed", "wall_time_s": res["seconds"],
-                "notebook": job["out_nb"] if res["ok"] else res.get("failed_nb", ""),
-                "error": "" if res["ok"] else res.get("error", "")}
-        claims = []
-        if res["ok"] and Path(job["out_json"]).is_file():
-            claims = json.loads(Path(job["out_json"]).read_text()).get("claims", [])
-        for c in claims or [{}]:
-            rows.append({**base, "claim": c.get("id", ""), "measured": c.get("measured", ""),
-                         "verdict": c.get("verdict", "")})
-    df = pd.DataFrame(rows)
-    folder.mkdir(parents=True, exist_ok=True)
-    df.to_csv(folder / "results.csv", index=False)
-    try:
-        df.to_parquet(folder / "results.parquet", index=False)
-    except (ImportError, ValueError):
-        pass   # parquet needs pyarrow/fastparquet; the CSV is always written
+    interrupted = None
+    with _folder_lock(folder):
+        try:
+            results = _run_jobs(jobs_, jobs, f"sweep {ch.stem}", progress)
+        except Interrupted as e:
+            interrupted, done = e, {r["name"]: r for r in e.results}
+            results = [done.get(j["name"], {"name": j["name"], "ok": False, "seconds": None, "cancelled": True,
+                                            "error": "cancelled (interrupted)"}) for j in jobs_]
+        rows = []
+        for (swept, _), job, res in zip(points, jobs_, results):
+            shutil.rmtree(Path(job["cwd"]) / ".tmp", ignore_errors=True)
+            status = "ok" if res["ok"] else ("cancelled" if res.get("cancelled") else "failed")
+            base = {**{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in swept.items()},
+                    "status": status, "wall_time_s": res["seconds"],
+                    "notebook": job["out_nb"] if res["ok"] else res.get("failed_nb", ""),
+                    "error": "" if res["ok"] else res.get("error", "")}
+            claims = []
+            if res["ok"] and Path(job["out_json"]).is_file():
+                claims = json.loads(Path(job["out_json"]).read_text()).get("claims", [])
+            for c in claims or [{}]:
+                rows.append({**base, "claim": c.get("id", ""), "measured": c.get("measured", ""),
+                             "verdict": c.get("verdict", "")})
+        df = pd.DataFrame(rows)
+        with _signals_deferred():
+            df.to_csv(folder / "results.csv", index=False)
+            try:
+                df.to_parquet(folder / "results.parquet", index=False)
+            except (ImportError, ValueError):
+                pass   # parquet needs pyarrow/fastparquet; the CSV is always written
+    (folder / ".lock").unlink(missing_ok=True)
+    if interrupted is not None:
+        raise Interrupted(f"{interrupted}; the table of the finished points: {folder / 'results.csv'}",
+                          interrupted.results)
     failed = [r for r in results if not r["ok"]]
     return folder, df, [_failure_message(ch.stem, ch.path, r) for r in failed]

@@ -8,9 +8,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import book
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 1 (notebooks run at once), got {text!r}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,9 +31,10 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p, jobs=True):
         p.add_argument("--profile", default="default", help="parameter profile of book/profiles.yml (smoke|default|paper)")
-        p.add_argument("--device", default="auto", choices=book.DEVICES, help="passed to every chapter as `device`")
+        p.add_argument("--device", default=None, choices=book.DEVICES,
+                       help="passed to every chapter as `device` (default: the profile's, else the notebook's: auto)")
         if jobs:
-            p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks executed in parallel (default 1)")
+            p.add_argument("--jobs", "-j", type=_jobs, default=1, help="notebooks executed in parallel (default 1)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     b = sub.add_parser("build", help="execute the chapters (cached) with papermill and render the book")
@@ -85,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except book.BuildFailed as e:
-        print(f"build failed: {e}", file=sys.stderr)
+        print(f"build failed: {e}" if args.command == "build" else str(e), file=sys.stderr)
         return 1
+    except (book.Interrupted, KeyboardInterrupt) as e:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not break the exit
+        print(str(e) if isinstance(e, book.Interrupted) else "interrupted (nothing was half-written)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

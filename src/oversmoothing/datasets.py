@@ -4,12 +4,19 @@ Rules (DESIGN.md, Data): raw files are copied from a mirror folder in PyG's raw 
 (``$OVERSMOOTHING_DATA_MIRROR``; the Makefile points it at ``../shared/datasets``) into the
 cache (``$OVERSMOOTHING_DATA``, default ``<repo>/data``), checked against ``data/SHA256SUMS``
 and only then read by PyG.  Without a mirror PyG downloads as usual.
+
+PyG's processed files (made from the verified raw files) are checksummed too: their SHA-256 is
+recorded in ``<processed>.sha256`` right after PyG writes them, and checked before every load; a file
+that differs (a flipped byte, a truncation) or has no record is rebuilt from the raw files.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +84,10 @@ def _ensure_raw(prefix: str, root: Path) -> bool:
     for rel, digest in wanted.items():
         dst = root / rel
         if not dst.exists():
+            if mirror is not None and not mirror.is_dir():
+                raise DatasetUnavailable(
+                    f"{rel} not found in {root}, and the mirror OVERSMOOTHING_DATA_MIRROR={mirror} does not exist; "
+                    "point it at the folder holding SHA256SUMS and the raw files, or unset it to let PyG download")
             src = mirror / rel if mirror else None
             if src is None or not src.exists():
                 return False
@@ -91,6 +102,69 @@ def _ensure_raw(prefix: str, root: Path) -> bool:
             raise ChecksumError(f"{dst} has the wrong SHA-256 (expected {digest} from {CHECKSUMS}); "
                                 f"delete it so it is copied again from the mirror")
     return bool(wanted)
+
+
+def _processed_dir(kind: str, root: Path, prefix: str, split) -> Path:
+    """Where PyG keeps the processed files of a dataset (as PyG's ``processed_dir`` computes it)."""
+    if kind == "planetoid":
+        return root / prefix / ("processed" if split is None else "geom-gcn/processed")
+    return root / prefix.lower() / "geom_gcn" / "processed"
+
+
+def _record_path(processed: Path) -> Path:
+    return processed.with_name(processed.name + ".sha256")
+
+
+def _hashes(processed: Path) -> dict[str, str]:
+    return {p.name: _sha256(p) for p in sorted(processed.iterdir()) if p.is_file()}
+
+
+def _verify_processed(name: str, processed: Path) -> None:
+    """Keep PyG's processed files only if they are those recorded when PyG wrote them; otherwise remove
+    them (with a warning naming the file when it differs from its record) so PyG rebuilds them from the
+    verified raw files."""
+    record = _record_path(processed)
+    if not processed.is_dir():
+        record.unlink(missing_ok=True)
+        return
+    try:
+        expected = json.loads(record.read_text())
+    except (OSError, ValueError):
+        expected = None
+    if expected is not None:
+        actual = _hashes(processed)
+        bad = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
+        if not bad:
+            return
+        warnings.warn(f"dataset {name}: {processed / bad[0]} differs from the SHA-256 recorded when it was "
+                      f"made ({record}); rebuilding {processed} from the verified raw files", stacklevel=3)
+    shutil.rmtree(processed)     # no record: made before records existed, or by an interrupted run
+    record.unlink(missing_ok=True)
+
+
+def _record_processed(processed: Path) -> None:
+    record = _record_path(processed)
+    if processed.is_dir() and not record.is_file():
+        tmp = record.with_name(record.name + ".part")
+        tmp.write_text(json.dumps(_hashes(processed), indent=1))
+        os.replace(tmp, record)
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (two processes never process the same dataset at once)."""
+    try:
+        import fcntl
+    except ImportError:      # not POSIX: no lock
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _masks(data, split: int | None):
@@ -120,20 +194,27 @@ def load(name: str, split: int | None = None, root: str | os.PathLike | None = N
     prefix, kind = DATASETS[key]
     root = Path(root).resolve() if root else cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    have = _ensure_raw(prefix, root)
 
     try:
-        if kind == "filtered":
-            if not have:
-                raise DatasetUnavailable(f"{prefix} not found in {root} nor in the mirror "
-                                         f"(OVERSMOOTHING_DATA_MIRROR={_mirror()}); PyG cannot download it")
-            return _load_filtered(key, root / prefix, 0 if split is None else split)
-        from torch_geometric.datasets import Planetoid, WikipediaNetwork
+        with _locked(root / f".{key}.lock"):
+            have = _ensure_raw(prefix, root)
+            if kind == "filtered":
+                if not have:
+                    raise DatasetUnavailable(f"{prefix} not found in {root} nor in the mirror "
+                                             f"(OVERSMOOTHING_DATA_MIRROR={_mirror()}); PyG cannot download it")
+                return _load_filtered(key, root / prefix, 0 if split is None else split)
+            from torch_geometric.datasets import Planetoid, WikipediaNetwork
 
-        if kind == "planetoid":
-            ds = Planetoid(str(root), prefix, split="public" if split is None else "geom-gcn")
-        else:
-            ds = WikipediaNetwork(str(root), prefix, geom_gcn_preprocess=True)
+            processed = _processed_dir(kind, root, prefix, split)
+            _verify_processed(key, processed)
+            if kind == "planetoid":
+                ds = Planetoid(str(root), prefix, split="public" if split is None else "geom-gcn")
+            else:
+                ds = WikipediaNetwork(str(root), prefix, geom_gcn_preprocess=True)
+            if Path(ds.processed_dir).resolve() != processed.resolve():   # (a PyG change of layout)
+                raise RuntimeError(f"PyG keeps {name!r} in {ds.processed_dir}, not {processed}: "
+                                   "update datasets._processed_dir")
+            _record_processed(processed)
     except (OSError, RuntimeError) as err:
         if isinstance(err, (ChecksumError, DatasetUnavailable)):
             raise

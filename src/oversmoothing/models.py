@@ -166,8 +166,8 @@ class Dense(nn.Module):
 @torch.no_grad()
 def spectral_init_(W: torch.Tensor, s: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian W rescaled so that its spectral norm ||W||_2 (largest singular value) equals s."""
-    if s <= 0:
-        raise ValueError(f"spectral norm s must be > 0, got {s}")
+    if not (math.isfinite(float(s)) and s > 0):     # inf would make every weight inf, nan every weight nan
+        raise ValueError(f"spectral norm s must be > 0 and finite, got {s}")
     W.copy_(torch.randn(W.shape, generator=generator, dtype=W.dtype))
     W.mul_(s / torch.linalg.matrix_norm(W, ord=2))
     return W
