@@ -59,3 +59,15 @@ def test_api_appendix_documents_the_science_core():
     api = (ROOT / "book" / "api.md").read_text()
     for mod in ("graphs", "datasets", "models", "signals", "measures", "training"):
         assert f".. automodule:: oversmoothing.{mod}" in api
+
+
+def test_every_chapter_opens_with_the_hidden_colab_install_cell():
+    """Colab opens the source notebook: its first cell installs the library (without replacing Colab's torch)
+    and does nothing elsewhere; it is removed from the rendered book."""
+    for nb in sorted((ROOT / "book").glob("0*.ipynb")):
+        first = json.loads(nb.read_text())["cells"][0]
+        src = "".join(first["source"])
+        assert first["cell_type"] == "code" and "remove-cell" in first["metadata"]["tags"], nb.name
+        assert 'if "google.colab" in sys.modules:' in src and f"git+{_repo_url()}" in src, nb.name
+        assert "--no-deps" in src and "torch==" not in src, nb.name   # Colab's own torch is kept
+        exec(compile(src, nb.name, "exec"), {})                       # outside Colab: a no-op

@@ -109,3 +109,24 @@ def test_report_page_has_a_readings_grid_from_the_claims_json(tmp_path):
     assert "| claim | chapter | headline | uncentred features |" in grid
     assert "| C4 (CSBM lambda=0.16) | [04_x](04_x.ipynb) | **reproduced** | not reproduced |" in grid
     assert "| C6 | [04_x](04_x.ipynb) | **not judged** |  |" in grid
+
+
+def test_each_kernel_gets_its_fair_share_of_the_cores(monkeypatch):
+    from oversmoothing.book import fair_share_threads
+
+    monkeypatch.delenv("OVERSMOOTHING_THREADS", raising=False)
+    assert fair_share_threads(1, cores=2)["OVERSMOOTHING_THREADS"] == "2"
+    assert fair_share_threads(2, cores=2) == {"OVERSMOOTHING_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert fair_share_threads(4, cores=2)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OVERSMOOTHING_THREADS", "3")
+    assert fair_share_threads(2, cores=16)["OVERSMOOTHING_THREADS"] == "3"
+
+
+def test_setup_chapter_takes_its_threads_from_the_runner(monkeypatch):
+    n = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OVERSMOOTHING_THREADS", "1")
+        _, prov, _ = setup_chapter("07_demo", dict(seed=0, device="cpu"))
+        assert torch.get_num_threads() == 1 and prov.as_dict()["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(n)

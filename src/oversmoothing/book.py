@@ -641,6 +641,13 @@ def _failure_message(ch_stem: str, source_path: Path, res: dict) -> str:
     return msg
 
 
+def fair_share_threads(workers: int, cores: int | None = None) -> dict[str, str]:
+    """Environment of one of ``workers`` kernels run at once: torch, OpenMP and MKL threads = cores // workers
+    (at least 1). ``OVERSMOOTHING_THREADS`` set by the user wins (e.g. on a machine shared with other jobs)."""
+    n = os.environ.get("OVERSMOOTHING_THREADS") or str(max(1, (cores or os.cpu_count() or 1) // max(1, workers)))
+    return {"OVERSMOOTHING_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
 def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
     """Execute the jobs, ``n_jobs`` worker processes at a time, with a progress bar; each finished job is
     committed at once. Ctrl-C/SIGTERM: queued jobs are cancelled, running kernels killed, their tmp
@@ -651,10 +658,8 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
     if not jobs:
         return results
     workers = max(1, min(n_jobs, len(jobs)))
-    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:   # share the cores, do not oversubscribe
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
-        for j in jobs:
-            j["env"] = {**j["env"], "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    for j in jobs:   # every kernel gets its fair share of the cores: parallel chapters never oversubscribe
+        j["env"] = {**j["env"], **fair_share_threads(workers)}
     bar = tqdm(total=len(jobs), desc=desc, unit="nb", disable=not progress, file=sys.stderr)
     pending, running = list(jobs), {}
     with _signals_deferred() as got:

@@ -1,6 +1,8 @@
 """The opening of every chapter (DESIGN.md, "A chapter's contract") in one call."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .figures import use_style
@@ -31,13 +33,16 @@ def setup_chapter(name: str, namespace: dict):
     device    : "auto" | "cpu" | "cuda[:i]", resolved by :func:`oversmoothing.training.resolve_device`
                 ("cuda" without a GPU is an error, not a silent fallback)
     seed      : seeds torch's global RNG (models and ``fit`` take their own seeds as well)
-    threads   : torch CPU threads, if the chapter has that parameter; 0 keeps torch's default
+    threads   : torch CPU threads are not a chapter parameter: the runner gives every kernel its fair share
+                of the cores (``OVERSMOOTHING_THREADS`` = cores // chapters run at once), so parallel chapters do
+                not oversubscribe a shared machine; run by hand, torch's default is kept unless that variable is set
     """
     params = check_all(chapter_parameters(namespace), name)
     namespace.update(params)          # e.g. depth = 5.0 from papermill's YAML becomes 5
     use_style()
-    if params.get("threads"):
-        torch.set_num_threads(params["threads"])
+    share = os.environ.get("OVERSMOOTHING_THREADS", "")
+    if share.isdigit() and int(share) > 0:
+        torch.set_num_threads(int(share))
     dev = resolve_device(params.get("device", "auto"))
     seed = params.get("seed", 0)
     torch.manual_seed(seed)

@@ -101,7 +101,7 @@ ACTIVATIONS = ("softplus", "centred_softplus", "tanh", "relu", "elu")
 #: One rule per parameter name, shared by every chapter that uses the name.
 RULES: dict[str, Rule] = {
     # every chapter
-    "seed": _int(0), "device": Rule("device"), "judge_claims": Rule("bool"), "threads": _int(0),
+    "seed": _int(0), "device": Rule("device"), "judge_claims": Rule("bool"),
     # graphs
     "n_nodes": _int(10), "avg_degree": _pos(), "avg_degrees": _floats(0, lo_open=True),
     "target_lambda": Rule("float", 0, 1, lo_open=True, hi_open=True),

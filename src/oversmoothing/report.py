@@ -98,7 +98,7 @@ class Provenance:
 
         from . import __version__
 
-        return {"python": platform.python_version(), "torch": torch.__version__,
+        return {"python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                 "torch_geometric": torch_geometric.__version__, "numpy": numpy.__version__,
                 "oversmoothing": __version__}
 
