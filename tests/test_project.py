@@ -71,3 +71,15 @@ def test_every_chapter_opens_with_the_hidden_colab_install_cell():
         assert 'if "google.colab" in sys.modules:' in src and f"git+{_repo_url()}" in src, nb.name
         assert "--no-deps" in src and "torch==" not in src, nb.name   # Colab's own torch is kept
         exec(compile(src, nb.name, "exec"), {})                       # outside Colab: a no-op
+
+
+def test_chapters_are_valid_nbformat_with_cell_ids():
+    """Every cell carries an id (nbformat >= 4.5 requires it; papermill and Colab warn or rewrite otherwise)."""
+    import nbformat
+
+    for nb in sorted((ROOT / "book").glob("0*.ipynb")):
+        raw = json.loads(nb.read_text())
+        assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5), nb.name
+        missing = [i for i, c in enumerate(raw["cells"]) if "id" not in c]
+        assert not missing, f"{nb.name}: cells without an id: {missing}"
+        nbformat.validate(nbformat.reads(nb.read_text(), as_version=4))
