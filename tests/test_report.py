@@ -118,6 +118,8 @@ def test_each_kernel_gets_its_fair_share_of_the_cores(monkeypatch):
     assert fair_share_threads(1, cores=2)["OVERSMOOTHING_THREADS"] == "2"
     assert fair_share_threads(2, cores=2) == {"OVERSMOOTHING_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     assert fair_share_threads(4, cores=2)["OMP_NUM_THREADS"] == "1"
+    assert fair_share_threads(1, cores=2, busy=1.8)["OVERSMOOTHING_THREADS"] == "1"   # other work on the cores
+    assert fair_share_threads(2, cores=16, busy=5.6)["OVERSMOOTHING_THREADS"] == "5"
     monkeypatch.setenv("OVERSMOOTHING_THREADS", "3")
     assert fair_share_threads(2, cores=16)["OVERSMOOTHING_THREADS"] == "3"
 

@@ -641,10 +641,20 @@ def _failure_message(ch_stem: str, source_path: Path, res: dict) -> str:
     return msg
 
 
-def fair_share_threads(workers: int, cores: int | None = None) -> dict[str, str]:
-    """Environment of one of ``workers`` kernels run at once: torch, OpenMP and MKL threads = cores // workers
-    (at least 1). ``OVERSMOOTHING_THREADS`` set by the user wins (e.g. on a machine shared with other jobs)."""
-    n = os.environ.get("OVERSMOOTHING_THREADS") or str(max(1, (cores or os.cpu_count() or 1) // max(1, workers)))
+def busy_cores(interval: float = 0.5) -> float:
+    """Cores kept busy by other processes right now (system-wide CPU use over ``interval`` seconds, in cores)."""
+    import psutil
+
+    return psutil.cpu_percent(interval=interval) / 100.0 * (psutil.cpu_count() or 1)
+
+
+def fair_share_threads(workers: int, cores: int | None = None, busy: float = 0.0) -> dict[str, str]:
+    """Environment of one of ``workers`` kernels run at once: torch, OpenMP and MKL threads =
+    (cores - cores busy with other work) // workers, at least 1. Threads on busy cores thrash: chapter 06
+    with 2 threads beside 2 busy processes on 2 cores took 199 s, with 1 thread 42 s (28 s idle).
+    ``OVERSMOOTHING_THREADS`` set by the user wins."""
+    free = (cores or os.cpu_count() or 1) - int(busy + 0.5)
+    n = os.environ.get("OVERSMOOTHING_THREADS") or str(max(1, free // max(1, workers)))
     return {"OVERSMOOTHING_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
@@ -658,8 +668,10 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
     if not jobs:
         return results
     workers = max(1, min(n_jobs, len(jobs)))
-    for j in jobs:   # every kernel gets its fair share of the cores: parallel chapters never oversubscribe
-        j["env"] = {**j["env"], **fair_share_threads(workers)}
+    # every kernel gets its fair share of the free cores: parallel chapters and busy machines never oversubscribe
+    share = fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores())
+    for j in jobs:
+        j["env"] = {**j["env"], **share}
     bar = tqdm(total=len(jobs), desc=desc, unit="nb", disable=not progress, file=sys.stderr)
     pending, running = list(jobs), {}
     with _signals_deferred() as got:
