@@ -27,6 +27,7 @@ runner): Ctrl-C cancels the queued chapters, kills the running kernels and exits
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -385,6 +386,32 @@ def _check_jobs(jobs) -> int:
     return jobs
 
 
+def scale_out_env(workers=None, scheduler: str | None = None) -> dict[str, str]:
+    """What every kernel's training grids need to run on Dask (read by :func:`oversmoothing.grid.run_grid`):
+    ``--workers N`` starts a LocalCluster of N workers, ``--scheduler ADDRESS`` joins a running cluster
+    (``tcp://host:port`` or a scheduler file). Unset: ``$OVERSMOOTHING_WORKERS`` / ``$OVERSMOOTHING_SCHEDULER``."""
+    workers = workers if workers is not None else os.environ.get("OVERSMOOTHING_WORKERS") or None
+    scheduler = scheduler or os.environ.get("OVERSMOOTHING_SCHEDULER") or None
+    env = {}
+    if workers is not None:
+        try:
+            n = int(str(workers))
+        except ValueError:
+            n = 0
+        if n < 1 or str(n) != str(workers).strip():
+            raise BookError(f"--workers {workers!r}: expects an integer >= 1 (Dask worker processes)")
+        env["OVERSMOOTHING_WORKERS"] = str(n)
+    if scheduler is not None:
+        ok = re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/:]+(:\d+)?/?", scheduler) or Path(scheduler).is_file()
+        if not ok:
+            raise BookError(f"--scheduler {scheduler!r}: expects a Dask scheduler address like tcp://host:8786 "
+                            "or the path of an existing scheduler file")
+        env["OVERSMOOTHING_SCHEDULER"] = scheduler
+    if scheduler is not None or int(env.get("OVERSMOOTHING_WORKERS", 1)) > 1:
+        env["OVERSMOOTHING_EXECUTOR"] = "dask"      # one worker: the grids run in the kernel itself
+    return env
+
+
 def _check_profile_chapters(profile: str, overrides: dict, all_chs: list[Chapter]) -> None:
     """A profile entry whose key is not a chapter (a typo) is an error, not a chapter run at defaults."""
     stems = [c.stem for c in all_chs]
@@ -658,7 +685,7 @@ def fair_share_threads(workers: int, cores: int | None = None, busy: float = 0.0
     return {"OVERSMOOTHING_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
-def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
+def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool, env: dict | None = None) -> list[dict]:
     """Execute the jobs, ``n_jobs`` worker processes at a time, with a progress bar; each finished job is
     committed at once. Ctrl-C/SIGTERM: queued jobs are cancelled, running kernels killed, their tmp
     files removed, and :class:`Interrupted` raised (a second Ctrl-C changes nothing: the stop is bounded)."""
@@ -669,9 +696,12 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
         return results
     workers = max(1, min(n_jobs, len(jobs)))
     # every kernel gets its fair share of the free cores: parallel chapters and busy machines never oversubscribe
-    share = fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores())
+    # with Dask (env from scale_out_env) the work runs on the cluster's workers: the kernels need 1 thread
+    share = (fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores())
+             if not (env or {}).get("OVERSMOOTHING_EXECUTOR") else {k: os.environ.get("OVERSMOOTHING_THREADS", "1") for k in
+                              ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     for j in jobs:
-        j["env"] = {**j["env"], **share}
+        j["env"] = {**j["env"], **share, **(env or {})}
     bar = tqdm(total=len(jobs), desc=desc, unit="nb", disable=not progress, file=sys.stderr)
     pending, running = list(jobs), {}
     with _signals_deferred() as got:
@@ -1128,7 +1158,7 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
           chapters_: list[str] | None = None, jobs: int = 1, force: bool = False,
           out: str | Path | None = None, staging: str | Path | None = None,
           html: bool = True, progress: bool = True, verbose: bool = False,
-          wait: bool | float = True) -> BuildResult:
+          wait: bool | float = True, workers: int | None = None, scheduler: str | None = None) -> BuildResult:
     """Execute the chapters (cached), generate the pages, render the book with Jupyter Book.
 
     device : None = the profile's ``device`` per chapter, else the notebook's default ("auto");
@@ -1137,6 +1167,7 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
     t_start = time.perf_counter()
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
+    scale = scale_out_env(workers, scheduler)
     _check_jobs(jobs)
     profiles = load_profiles(root)
     overrides = profile_overrides(root, profile, profiles)
@@ -1190,7 +1221,7 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
                                  "OVERSMOOTHING_PROFILE": profile, "OVERSMOOTHING_PROGRESS": "0"}})
         for stem in result.cached:
             print(f"  cached {stem:<40s} {'':>8s}   (unchanged: not re-executed)", file=sys.stderr)
-        results = _run_jobs(todo, jobs, f"chapters ({profile})", progress)
+        results = _run_jobs(todo, jobs, f"chapters ({profile})", progress, scale)
         failures = []
         for job, res in zip(todo, results):
             result.seconds[job["name"]] = res["seconds"]
@@ -1275,10 +1306,11 @@ def _folder_lock(folder: Path) -> FolderLock:
 
 def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | None = None,
                 profile: str = "default", device: str | None = None, out: str | Path | None = None,
-                progress: bool = True) -> Path:
+                progress: bool = True, workers: int | None = None, scheduler: str | None = None) -> Path:
     """One chapter with parameters; returns the folder holding the notebook and its claims JSON."""
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
+    scale = scale_out_env(workers, scheduler)
     ch = resolve_chapter(root, chapter)
     profiles = profile_overrides(root, profile)
     _check_profile_chapters(profile, profiles, chapters(root))
@@ -1288,7 +1320,7 @@ def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | No
     try:
         with _folder_lock(folder):
             job = _point_job(root, ch, folder, params, profile, ch.stem)
-            res = _run_jobs([job], 1, f"run {ch.stem}", progress)[0]
+            res = _run_jobs([job], 1, f"run {ch.stem}", progress, scale)[0]
             shutil.rmtree(folder / ".tmp", ignore_errors=True)
             _write_json(folder / "parameters.json", params)
     except Interrupted:
@@ -1302,8 +1334,16 @@ def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | No
 
 
 def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile: str = "default",
-          device: str | None = None, jobs: int = 1, out: str | Path | None = None, progress: bool = True):
+          device: str | None = None, jobs: int = 1, out: str | Path | None = None, progress: bool = True,
+          resume: str | Path | None = None, plot: str | None = None, workers: int | None = None,
+          scheduler: str | None = None):
     """Run the chapter at every point of the grid; gather one table. Returns (folder, DataFrame, failures).
+
+    One row per point: the swept parameters, status, wall time, one column per metric the chapter recorded
+    (``claims.metric``) and one ``verdict_<claim>`` column per claim (results.csv). With ``seed`` swept,
+    summary.csv holds each metric's mean, sd and count over seeds per value of the other parameters;
+    ``plot=METRIC`` draws it against the first other swept parameter (plot.png). ``resume=DIR`` re-uses a
+    sweep folder: points that finished with the same parameters are read back, the others run.
 
     Interrupted: the points that finished are kept and the table is written (the others' status
     is "cancelled") before :class:`Interrupted` is raised."""
@@ -1311,6 +1351,7 @@ def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile
 
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
+    scale = scale_out_env(workers, scheduler)
     _check_jobs(jobs)
     ch = resolve_chapter(root, chapter)
     profiles = profile_overrides(root, profile)
@@ -1325,6 +1366,14 @@ def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile
     empty = [n for n, v in axes.items() if not v]
     if empty:
         raise BookError(f"sweep: -p {empty[0]}= has no values; give v1,v2,...")
+    if plot is not None and not [n for n in axes if n != "seed"]:
+        raise BookError(f"sweep --plot {plot}: sweep at least one parameter other than seed to plot against")
+    if resume is not None:
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise BookError("sweep: give --resume DIR or --out DIR, not both")
+        if not (Path(resume) / "results.csv").is_file():
+            raise BookError(f"sweep --resume {resume}: not a sweep folder (no results.csv there)")
+        out = resume
     info = parse_parameters(ch.path)
     points = []
     for combo in itertools.product(*axes.values()):
@@ -1337,38 +1386,96 @@ def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile
         tag = "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.+-]', '', str(v))}" for k, v in swept.items())
         jobs_.append(_point_job(root, ch, folder / f"{i:03d}_{tag}"[:120], params, profile, f"{i:03d} {tag}",
                                 "sweep"))
+    done = {j["name"]: r for j in jobs_ if resume is not None and (r := _finished_point(j)) is not None}
     interrupted = None
     with _folder_lock(folder):
+        todo = [j for j in jobs_ if j["name"] not in done]
         try:
-            results = _run_jobs(jobs_, jobs, f"sweep {ch.stem}", progress)
+            results = _run_jobs(todo, jobs, f"sweep {ch.stem}", progress, scale)
         except Interrupted as e:
-            interrupted, done = e, {r["name"]: r for r in e.results}
-            results = [done.get(j["name"], {"name": j["name"], "ok": False, "seconds": None, "cancelled": True,
-                                            "error": "cancelled (interrupted)"}) for j in jobs_]
+            interrupted, results = e, e.results
+        got = {**done, **{r["name"]: r for r in results}}
+        results = [got.get(j["name"], {"name": j["name"], "ok": False, "seconds": None, "cancelled": True,
+                                       "error": "cancelled (interrupted)"}) for j in jobs_]
         rows = []
         for (swept, _), job, res in zip(points, jobs_, results):
             shutil.rmtree(Path(job["cwd"]) / ".tmp", ignore_errors=True)
-            status = "ok" if res["ok"] else ("cancelled" if res.get("cancelled") else "failed")
-            base = {**{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in swept.items()},
-                    "status": status, "wall_time_s": res["seconds"],
-                    "notebook": job["out_nb"] if res["ok"] else res.get("failed_nb", ""),
-                    "error": "" if res["ok"] else res.get("error", "")}
-            claims = []
-            if res["ok"] and Path(job["out_json"]).is_file():
-                claims = json.loads(Path(job["out_json"]).read_text()).get("claims", [])
-            for c in claims or [{}]:
-                rows.append({**base, "claim": c.get("id", ""), "measured": c.get("measured", ""),
-                             "verdict": c.get("verdict", "")})
+            if res["ok"] and job["name"] not in done:
+                _write_json(Path(job["cwd"]) / "parameters.json", job["parameters"])
+            rows.append(_sweep_row(swept, job, res))
         df = pd.DataFrame(rows)
         with _signals_deferred():
-            df.to_csv(folder / "results.csv", index=False)
-            try:
-                df.to_parquet(folder / "results.parquet", index=False)
-            except (ImportError, ValueError):
-                pass   # parquet needs pyarrow/fastparquet; the CSV is always written
+            _write_sweep_tables(folder, df, list(axes), plot)
     (folder / ".lock").unlink(missing_ok=True)
     if interrupted is not None:
         raise Interrupted(f"{interrupted}; the table of the finished points: {folder / 'results.csv'}",
                           interrupted.results)
     failed = [r for r in results if not r["ok"]]
     return folder, df, [_failure_message(ch.stem, ch.path, r) for r in failed]
+
+
+def _finished_point(job: dict) -> dict | None:
+    """A sweep point that finished before with the same parameters (its result, read back), else None."""
+    folder = Path(job["cwd"])
+    try:
+        same = json.loads((folder / "parameters.json").read_text()) == json.loads(json.dumps(job["parameters"]))
+    except (OSError, ValueError):
+        return None
+    if not (same and Path(job["out_nb"]).is_file()):
+        return None
+    seconds = None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        seconds = json.loads(Path(job["out_nb"]).read_text())["metadata"]["papermill"]["duration"]
+    return {"name": job["name"], "ok": True, "seconds": seconds, "resumed": True}
+
+
+def _sweep_row(swept: dict, job: dict, res: dict) -> dict:
+    """One point of a sweep as one row: swept parameters, status, wall time, metrics, verdict per claim."""
+    status = "ok" if res["ok"] else ("cancelled" if res.get("cancelled") else "failed")
+    row = {**{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in swept.items()},
+           "status": status, "resumed": bool(res.get("resumed")), "wall_time_s": res["seconds"]}
+    record = {}
+    if res["ok"] and Path(job["out_json"]).is_file():
+        record = json.loads(Path(job["out_json"]).read_text())
+    for name, value in (record.get("metrics") or {}).items():
+        row[name] = float("nan") if value is None else value
+    for c in record.get("claims", []):
+        row[f"verdict_{c.get('id', '')}"] = c.get("verdict", "")
+    row["notebook"] = job["out_nb"] if res["ok"] else res.get("failed_nb", "")
+    row["error"] = "" if res["ok"] else res.get("error", "")
+    return row
+
+
+def _write_sweep_tables(folder: Path, df, axes: list[str], plot: str | None) -> None:
+    """results.csv (+ parquet if available); with seed swept, summary.csv (mean, sd, n of every metric over
+    seeds); with ``plot``, plot.png of that metric's mean +- sd against the first other swept parameter."""
+    df.to_csv(folder / "results.csv", index=False)
+    try:
+        df.to_parquet(folder / "results.parquet", index=False)
+    except (ImportError, ValueError):
+        pass   # parquet needs pyarrow/fastparquet; the CSV is always written
+    skip = set(axes) | {"status", "resumed", "wall_time_s", "notebook", "error"}
+    metrics = [c for c in df.columns if c not in skip and not c.startswith("verdict_")
+               and df[c].dtype.kind in "fiu"]
+    if plot is not None and plot not in metrics:
+        raise BookError(f"sweep --plot {plot}: no such metric; the chapter recorded: {', '.join(metrics) or 'none'}")
+    ok = df[df["status"] == "ok"]
+    others = [a for a in axes if a != "seed"]
+    if "seed" in axes and metrics and len(ok):
+        summary = (ok.groupby(others, dropna=False)[metrics] if others else ok[metrics].groupby(lambda _: 0))
+        summary = summary.agg(["mean", "std", "count"])
+        summary.columns = [f"{m}_{stat.replace('std', 'sd').replace('count', 'n')}" for m, stat in summary.columns]
+        summary.reset_index(drop=not others).to_csv(folder / "summary.csv", index=False)
+    if plot is not None:
+        from . import figures
+
+        x = others[0]
+        stats = ok.groupby(x)[plot].agg(["mean", "std", "count"]).reset_index()
+        figures.use_style()
+        fig, ax = figures.subplots(width=5.0, height=3.5)
+        ax.errorbar(stats[x], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3)
+        ax.set_xlabel(figures.label_for(x))
+        ax.set_ylabel(figures.label_for(plot) + (" (mean ± sd over seeds)" if "seed" in axes else ""))
+        ax.set_title(f"{plot} against {x}")
+        fig.savefig(folder / "plot.png", dpi=150)
+        figures.plt.close(fig)

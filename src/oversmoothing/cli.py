@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         if jobs:
             p.add_argument("--jobs", "-j", type=_jobs, default=1, help="notebooks executed in parallel (default 1)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--workers", metavar="N", help="run the chapters' training grids on a Dask LocalCluster of N "
+                       "worker processes (default: $OVERSMOOTHING_WORKERS, else in the kernel)")
+        p.add_argument("--scheduler", metavar="ADDRESS", help="run them on a running Dask cluster instead "
+                       "(tcp://host:8786 or a scheduler file; default: $OVERSMOOTHING_SCHEDULER)")
 
     b = sub.add_parser("build", help="execute the chapters (cached) with papermill and render the book")
     common(b)
@@ -56,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("chapter")
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...")
     s.add_argument("--out", help="output folder (default: ROOT/_runs/sweep-CHAPTER-TIMESTAMP)")
+    s.add_argument("--resume", metavar="DIR", help="a previous sweep's folder: skip the points that finished there")
+    s.add_argument("--plot", metavar="METRIC", help="plot.png: this metric (mean ± sd over seeds) against the "
+                                                   "first swept parameter other than seed")
     common(s)
 
     p = sub.add_parser("params", help="list a chapter's parameters (or every chapter's)")
@@ -70,17 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             res = book.build(root, profile=args.profile, device=args.device, chapters_=args.chapters,
                              jobs=args.jobs, force=args.force, out=args.out, staging=args.staging,
-                             html=not args.no_html, progress=not args.no_progress, verbose=args.verbose)
+                             html=not args.no_html, progress=not args.no_progress, verbose=args.verbose,
+                             workers=args.workers, scheduler=args.scheduler)
             if not args.no_html:
                 print(f"book: {res.html / 'index.html'}")
         elif args.command == "run":
             folder = book.run_chapter(args.chapter, args.param, root=root, profile=args.profile,
-                                      device=args.device, out=args.out, progress=not args.no_progress)
+                                      device=args.device, out=args.out, progress=not args.no_progress,
+                                      workers=args.workers, scheduler=args.scheduler)
             print(folder)
         elif args.command == "sweep":
             folder, df, failures = book.sweep(args.chapter, args.param, root=root, profile=args.profile,
                                               device=args.device, jobs=args.jobs, out=args.out,
-                                              progress=not args.no_progress)
+                                              progress=not args.no_progress, resume=args.resume, plot=args.plot,
+                                              workers=args.workers, scheduler=args.scheduler)
             with __import__("pandas").option_context("display.max_columns", 20, "display.width", 160):
                 print(df.drop(columns=["notebook", "error"]).to_string(index=False))
             print(folder / "results.csv")
