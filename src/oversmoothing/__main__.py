@@ -1,4 +1,4 @@
-"""``python -m oversmoothing`` = the book runner's command line (see ``oversmoothing.cli``)."""
-from .cli import main
+"""``python -m oversmoothing`` = the book runner's command line (see ``oversmoothing.book.cli``)."""
+from .book.cli import main
 
 raise SystemExit(main())

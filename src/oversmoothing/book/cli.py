@@ -11,7 +11,7 @@ import argparse
 import signal
 import sys
 
-from . import book
+from .. import book
 
 
 def _jobs(text: str) -> int:
