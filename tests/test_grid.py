@@ -73,7 +73,8 @@ def test_library_hash_ignores_comments_and_docstrings_only(tmp_path):
     f.write_text("# a new comment\n" + src.replace('"""Train ``model``', '"""Trains ``model``', 1)
                  .replace("    if record_every < 1:", "    # why we check\n\n    if record_every < 1:", 1))
     assert grid.library_hash(pkg) == h0
-    (pkg / "book.py").write_text("x = 1\n")  # the runner is not part of a run's result
+    (pkg / "book" / "site.py").write_text("x = 1\n")  # the runner (a package) is not part of a run's result
+    (pkg / "__main__.py").write_text("x = 2\n")
     assert grid.library_hash(pkg) == h0
     f.write_text(src.replace("if record_every < 1:", "if record_every < 2:", 1))
     assert grid.library_hash(pkg) != h0

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from conftest import FIXTURE_BOOK, ROOT, runner
-from oversmoothing import book, cli
+from oversmoothing import book
+from oversmoothing.book import cli
 from oversmoothing.parameters import ParameterError, check
 
 OK = book.Chapter("01_ok", "book/01_ok", FIXTURE_BOOK / "book" / "01_ok.ipynb")
@@ -96,7 +97,7 @@ def test_bad_ranges_and_non_finite_values_are_refused_by_the_runner_as_by_the_ch
     ch = _chapter_with(name)
     with pytest.raises(book.BookError) as err:
         book.resolve_parameters(ch, {}, [(name, raw)], device=None)
-    value = book._literal(raw)
+    value = book.parameters._literal(raw)
     if not isinstance(value, str):
         with pytest.raises(ParameterError) as notebook:
             check(name, value, ch.stem)
@@ -182,11 +183,33 @@ def test_cache_key_ignores_comments_but_not_code_pins_data_or_device(tmp_path, m
     assert book.data_digest(tmp_path) != d0
 
     env = {"src": h0, "lock": l0, "data": d0}
-    assert book._cache_key(OK, {}, "smoke", env, "cpu") != book._cache_key(OK, {}, "smoke", env, "cuda")
-    # device="auto" is resolved before it enters the key
-    monkeypatch.setattr(book, "_AUTO_DEVICE", ["cuda"])
+    assert book.cache._cache_key(OK, {}, "smoke", env, "cpu") != book.cache._cache_key(OK, {}, "smoke", env, "cuda")
+    # device="auto" is resolved before it enters the key (patched where auto_device looks it up)
+    monkeypatch.setattr(book.cache, "_AUTO_DEVICE", ["cuda"])
     assert book.resolved_device("auto") == "cuda" and book.resolved_device("cpu") == "cpu"
 
+
+
+def test_the_runner_package_is_outside_the_chapters_cache_key(tmp_path):
+    """Editing any file of the runner (oversmoothing/book/, __main__.py) re-executes no chapter; editing the
+    library does. The chapters' cache key (tree_hash) and the grids' (grid.library_hash) agree on that."""
+    import shutil
+
+    from oversmoothing import grid
+
+    pkg = tmp_path / "src" / "oversmoothing"
+    shutil.copytree(ROOT / "src" / "oversmoothing", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    runner_files = sorted((pkg / "book").rglob("*.py")) + [pkg / "__main__.py"]
+    assert len(runner_files) > 5 and all(p.relative_to(tmp_path / "src").as_posix().startswith(book.RUNNER_FILES)
+                                         for p in runner_files)
+    h0, g0 = book.tree_hash(tmp_path / "src"), grid.library_hash(pkg)
+    assert h0 == book.tree_hash(ROOT / "src")
+    for p in runner_files:
+        p.write_text(p.read_text() + "\nRUNNER_EDITED = 1\n")
+    (pkg / "book" / "new_module.py").write_text("x = 1\n")
+    assert book.tree_hash(tmp_path / "src") == h0 and grid.library_hash(pkg) == g0
+    (pkg / "graphs.py").write_text((pkg / "graphs.py").read_text() + "\nLIBRARY_EDITED = 1\n")
+    assert book.tree_hash(tmp_path / "src") != h0 and grid.library_hash(pkg) != g0
 
 _HOLD = """
 import sys, time
@@ -310,7 +333,7 @@ def test_a_second_build_of_a_profile_waits_for_the_first_naming_it(minibook, tmp
 
 @pytest.mark.slow
 def test_two_runs_in_the_same_second_get_their_own_folders(minibook, monkeypatch):
-    monkeypatch.setattr(book, "_stamp", lambda: "20260101-120000")
+    monkeypatch.setattr(book.runs, "_stamp", lambda: "20260101-120000")   # where _output_folder looks it up
     a = book.run_chapter("01_ok", ["n=1"], root=minibook, progress=False)
     b = book.run_chapter("01_ok", ["n=2"], root=minibook, progress=False)
     assert a != b
