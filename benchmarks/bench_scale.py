@@ -1,8 +1,8 @@
 """Scale-out benchmark: a paper-sized slice of chapter 07's grid, local executor vs Dask, same run.
 
 The slice: 8 runs of the 64-layer residual GCN on Cora (hidden 64, Adam lr 0.005, weight decay 5e-4;
-4 splits/seeds x {no normalisation, Lipschitz c = 4}), trained exactly as ``runs.run`` trains them in
-chapter 07, through :func:`oversmoothing.grid.run_grid`:
+4 splits/seeds x {no normalisation, Lipschitz c = 4}), trained exactly as ``gradients.run`` trains them in
+chapter 07, through :func:`oversmoothing.experiments.grid.run_grid`:
 
 * local : the 8 runs one after another in this process, torch with ``--local-threads`` threads
           (default 1, as the default-profile chapters set; 0 = all cores, torch's default, which on a
@@ -27,15 +27,16 @@ from pathlib import Path
 
 import torch
 
-from oversmoothing import grid
+from oversmoothing.experiments import grid
 
 def res_gcn_run(cfg: dict) -> dict:
-    """One run of chapter 07's residual-GCN grid (``runs.run``), summary row without wall times."""
-    from oversmoothing import graphs, runs
+    """One run of chapter 07's residual-GCN grid (``gradients.run``), summary row without wall times."""
+    from oversmoothing import datasets, graphs
+from oversmoothing.experiments import gradients
 
-    g = grid.per_process(("graph", cfg["dataset"], cfg["split"]),  # once per process, as runs.sweep does
-                         lambda: graphs.load(cfg["dataset"], split=cfg["split"]))
-    summary, _ = runs.run(g, "res_gcn", cfg["depth"], hidden=cfg["hidden"], lipschitz_c=cfg["c"],
+    g = grid.per_process(("graph", cfg["dataset"], cfg["split"]),  # once per process, as gradients.sweep does
+                         lambda: datasets.load(cfg["dataset"], split=cfg["split"]))
+    summary, _ = gradients.run(g, "res_gcn", cfg["depth"], hidden=cfg["hidden"], lipschitz_c=cfg["c"],
                           epochs=cfg["epochs"], lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=cfg["seed"],
                           record_every=cfg["epochs"], device=cfg["device"], progress=False)
     summary.pop("seconds")

@@ -5,11 +5,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the chapters' training grids (run_grid) cache their runs: the tests never read or fill the developer's cache
+os.environ["OVERSMOOTHING_GRID_CACHE"] = tempfile.mkdtemp(prefix="oversmoothing-grid-cache-")
 FIXTURE_BOOK = Path(__file__).resolve().parent / "fixtures" / "minibook"
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from oversmoothing import datasets as D
-from oversmoothing import graphs as G
 
 MIRROR = os.environ.get("OVERSMOOTHING_DATA_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
 pytestmark = pytest.mark.skipif(not Path(MIRROR, "SHA256SUMS").exists(), reason=f"no dataset mirror at {MIRROR}")
@@ -36,7 +35,7 @@ EXPECTED = [
 @pytest.mark.parametrize("name,split,nodes,pyg_edges,edges,features,classes,sizes", EXPECTED,
                          ids=[f"{e[0]}-{e[1]}" for e in EXPECTED])
 def test_dataset_loads_offline_with_documented_counts(name, split, nodes, pyg_edges, edges, features, classes, sizes):
-    g = G.load(name, split=split)
+    g = D.load(name, split=split)
     assert (g.num_nodes, g.num_features, g.num_classes) == (nodes, features, classes)
     assert g.meta["pyg_num_edges"] == pyg_edges
     assert g.num_edges == edges
@@ -46,7 +45,7 @@ def test_dataset_loads_offline_with_documented_counts(name, split, nodes, pyg_ed
 
 
 def _copy_cora(tmp_path):
-    G.load("cora", root=tmp_path)  # copies from the mirror into tmp_path and processes
+    D.load("cora", root=tmp_path)  # copies from the mirror into tmp_path and processes
     return tmp_path / "Cora" / "raw" / "ind.cora.x"
 
 
@@ -56,7 +55,7 @@ def test_corrupted_cache_file_gives_a_checksum_error_naming_it(tmp_path):
     data[100] ^= 0xFF
     raw.write_bytes(bytes(data))
     with pytest.raises(D.ChecksumError, match=r"ind\.cora\.x has the wrong SHA-256"):
-        G.load("cora", root=tmp_path)
+        D.load("cora", root=tmp_path)
 
 
 def test_corrupted_mirror_file_is_not_copied(tmp_path, monkeypatch):
@@ -70,14 +69,14 @@ def test_corrupted_mirror_file_is_not_copied(tmp_path, monkeypatch):
     monkeypatch.setenv("OVERSMOOTHING_DATA_MIRROR", str(mirror))
     cache = tmp_path / "cache"
     with pytest.raises(D.ChecksumError, match="chameleon_filtered.npz has the wrong SHA-256"):
-        G.load("chameleon_filtered", root=cache)
+        D.load("chameleon_filtered", root=cache)
     assert not list(cache.rglob("*.npz")) and not list(cache.rglob("*.part"))  # nothing half-written left
 
 
 def test_missing_data_without_a_mirror_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("OVERSMOOTHING_DATA_MIRROR", str(tmp_path / "nowhere"))
     with pytest.raises(D.DatasetUnavailable, match="squirrel_filtered.npz not found"):
-        G.load("squirrel_filtered", root=tmp_path / "cache")
+        D.load("squirrel_filtered", root=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("name,split,match", [
@@ -88,14 +87,14 @@ def test_missing_data_without_a_mirror_is_a_clear_error(tmp_path, monkeypatch):
 ])
 def test_bad_dataset_arguments(name, split, match):
     with pytest.raises(ValueError, match=match):
-        G.load(name, split=split)
+        D.load(name, split=split)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_processed_file_is_rebuilt_from_the_raw_files(tmp_path, damage):
     """A flipped byte in PyG's processed data.pt once loaded silently with a NaN feature; a truncated one
     gave "checkpoint file is corrupted" naming no file. Both are now rebuilt, with a warning naming the file."""
-    g0 = G.load("cora", root=tmp_path)
+    g0 = D.load("cora", root=tmp_path)
     processed = tmp_path / "Cora" / "processed" / "data.pt"
     record = tmp_path / "Cora" / "processed.sha256"
     assert record.is_file()
@@ -107,21 +106,21 @@ def test_damaged_processed_file_is_rebuilt_from_the_raw_files(tmp_path, damage):
         data = data[: len(data) // 2]
     processed.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=r"processed/data\.pt differs from the SHA-256 recorded.*rebuilding"):
-        g1 = G.load("cora", root=tmp_path)
+        g1 = D.load("cora", root=tmp_path)
     assert torch.isfinite(g1.x).all() and torch.equal(g1.x, g0.x) and torch.equal(g1.edge_index, g0.edge_index)
     assert D._sha256(processed) == json.loads(record.read_text())["data.pt"]
 
 
 def test_processed_files_without_a_record_are_rebuilt(tmp_path):
-    G.load("cora", root=tmp_path)
+    D.load("cora", root=tmp_path)
     (tmp_path / "Cora" / "processed.sha256").unlink()
     processed = tmp_path / "Cora" / "processed" / "data.pt"
     processed.write_bytes(processed.read_bytes()[:100])      # e.g. an interrupted processing run
-    g = G.load("cora", root=tmp_path)
+    g = D.load("cora", root=tmp_path)
     assert g.num_nodes == 2708 and torch.isfinite(g.x).all()
 
 
 def test_a_nonexistent_mirror_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setenv("OVERSMOOTHING_DATA_MIRROR", str(tmp_path / "no_such_mirror"))
     with pytest.raises(D.DatasetUnavailable, match=r"mirror OVERSMOOTHING_DATA_MIRROR=.*no_such_mirror does not exist"):
-        G.load("cora", root=tmp_path / "cache")
+        D.load("cora", root=tmp_path / "cache")

@@ -1,4 +1,4 @@
-"""oversmoothing.grid.run_grid: local vs Dask (a real 2-worker LocalCluster), resumable cache, killed workers."""
+"""oversmoothing.experiments.grid.run_grid: local vs Dask (a real 2-worker LocalCluster), resumable cache, killed workers."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing import grid, graphs, models, training
+import numpy as np
+
+from oversmoothing import graphs, models, training
+from oversmoothing.experiments import gradients, grid, traps
 
 distributed = pytest.importorskip("distributed")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -99,6 +102,75 @@ def test_key_depends_on_config_device_and_library():
     assert k != grid.config_key(configs, dict(seed=0, depth=2), device="cpu", lib="a")
 
 
+def test_digest_is_the_content_and_plain_makes_configs_json():
+    g, same, other = (graphs.csbm(60, 2, 10.0, dim=8, ratio=3.0, seed=s) for s in (0, 0, 1))
+    assert g is not same and grid.digest(g) == grid.digest(same) and grid.digest(g) != grid.digest(other)
+    moved = graphs.Graph(**{**g.__dict__, "x": g.x.clone()})
+    moved.x[3, 2] += 1e-6
+    assert grid.digest(moved) != grid.digest(g)  # one feature changed in the 7th digit
+    assert grid.digest({"a": 1}) != grid.digest({"a": "1"}) != grid.digest({"a": [1]})
+    assert grid.digest(torch.zeros(2, 3)) != grid.digest(torch.zeros(3, 2))
+    with pytest.raises(TypeError, match=r"inputs\['f'\].*cannot be digested"):
+        grid.run_grid(train_tiny, [dict(seed=0, depth=2)], inputs={"f": object()}, cache=False)
+    cfg = grid.plain({"s": np.linspace(0, 1, 3)[1], "L": np.arange(3)[2], "d": (np.int64(4), 5)})
+    assert cfg == {"s": 0.5, "L": 2, "d": [4, 5]} and type(cfg["L"]) is int
+    grid.canonical_json(cfg)
+
+
+def _with_graph(cfg, graph):
+    return {"n": graph.num_nodes, "x00": float(graph.x[0, 0]), "depth": cfg["depth"]}
+
+
+def test_inputs_reach_fn_and_key_the_cache(tmp_path):
+    g, same, other = (graphs.csbm(60, 2, 10.0, dim=8, ratio=3.0, seed=s) for s in (0, 0, 1))
+    cache = tmp_path / "c"
+    first = grid.run_grid(_with_graph, [dict(depth=2)], inputs={"graph": g}, cache=cache, device="cpu")
+    assert first.computed == 1 and first[0]["x00"] == float(g.x[0, 0])
+    assert grid.run_grid(_with_graph, [dict(depth=2)], inputs={"graph": same}, cache=cache, device="cpu").cached == 1
+    res = grid.run_grid(_with_graph, [dict(depth=2)], inputs={"graph": other}, cache=cache, device="cpu")
+    assert res.computed == 1 and res[0]["x00"] == float(other.x[0, 0])  # another graph is another run
+
+
+TRAP_RUNS = [dict(kind=k, depth=L, seed=s) for k in ("GNN", "MLP") for L in (2, 4) for s in (0, 1)]
+
+
+def test_training_grids_of_the_chapters_run_through_run_grid(tmp_path, monkeypatch):
+    """experiments.traps.train_grid: every run a cached task; a re-run trains nothing and returns the same
+    tables, digit for digit, as without the cache."""
+    g = graphs.csbm(60, 2, 10.0, dim=8, ratio=3.0, seed=0)
+    monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", str(tmp_path / "c"))
+    trained = []
+    real_fit = traps.fit
+    monkeypatch.setattr(traps, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    ep, la = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
+    assert len(trained) == len(TRAP_RUNS) and len(list((tmp_path / "c").rglob("*.pkl"))) == len(TRAP_RUNS)
+    ep2, la2 = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
+    assert len(trained) == len(TRAP_RUNS)  # all read back
+    monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", "off")
+    ep3, la3 = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
+    assert len(trained) == 2 * len(TRAP_RUNS)
+    for a, b, c in ((ep, ep2, ep3), (la, la2, la3)):
+        pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"), b.drop(columns="seconds", errors="ignore"), check_exact=True)
+        pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"), c.drop(columns="seconds", errors="ignore"), check_exact=True)
+    assert set(ep.model) == {"GNN L=2", "GNN L=4", "MLP L=2", "MLP L=4"} and "objective" in ep
+
+
+def test_paper2_grids_take_names_or_a_graph(tmp_path, monkeypatch):
+    """gradients.sweep loads datasets by name on each worker (a Graph object is refused with the way out);
+    gradients.run_all trains on a given graph and returns each run's history, cached like the rest."""
+    g = graphs.csbm(60, 2, 10.0, dim=8, ratio=3.0, seed=0)
+    with pytest.raises(TypeError, match="dataset must be a dataset name.*run_all"):
+        gradients.sweep([dict(dataset=g, arch="gcn", depth=2)], epochs=2)
+    monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", str(tmp_path / "c"))
+    cfgs = [dict(arch="res_gcn", depth=3), dict(arch="gcn", depth=2)]
+    first = gradients.run_all(g, cfgs, hidden=8, epochs=3, record_every=3, device="cpu", progress=False)
+    again = gradients.run_all(g, cfgs, hidden=8, epochs=3, record_every=3, device="cpu", progress=False)
+    assert [s["arch"] for s, _ in first] == ["res_gcn", "gcn"] and len(list((tmp_path / "c").rglob("*.pkl"))) == 2
+    for (s1, h1), (s2, h2) in zip(first, again):
+        assert s1 == s2
+        pd.testing.assert_frame_equal(h1.layers, h2.layers, check_exact=True)
+
+
 # ----------------------------------------------------------------------------- local executor and cache
 def test_interrupted_grid_resumes_from_cache(tmp_path, monkeypatch):
     log, cache = str(tmp_path / "log"), tmp_path / "cache"
@@ -118,6 +190,46 @@ def test_interrupted_grid_resumes_from_cache(tmp_path, monkeypatch):
     # another grid sharing two runs computes only the new one
     shared = grid.run_grid(train_tiny, cfgs[:2] + [dict(cfgs[0], depth=4)], cache=cache, device="cpu")
     assert (shared.cached, shared.computed) == (2, 1) and runs(log) == 7 + 6 + 1
+
+
+KILLED_SCRIPT = """
+import sys, time
+from oversmoothing.experiments import grid
+
+def slow(cfg):
+    with open(cfg["log"], "a") as f:
+        f.write(f"{cfg['i']}\\n")
+    time.sleep(float(sys.argv[3]))  # not in the config: the re-run is the same grid
+    return cfg["i"] ** 2
+
+res = grid.run_grid(slow, [dict(i=i, log=sys.argv[1]) for i in range(6)], cache=sys.argv[2],
+                    device="cpu", progress=False)
+print("computed", res.computed, "cached", res.cached, "results", list(res))
+"""
+
+
+def test_killed_process_resumes_from_the_cache(tmp_path):
+    """A kernel killed (SIGKILL) in the middle of a grid keeps the runs it finished: the re-run computes
+    only the others (counted in the runs' own log)."""
+    import subprocess
+    import time
+
+    script, log, cache = tmp_path / "grid_script.py", tmp_path / "log", tmp_path / "cache"
+    script.write_text(KILLED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(grid.__file__).parents[2])] + sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(log), str(cache), "0.4"], env=env)
+    deadline = time.time() + 60
+    while runs(log) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    started = runs(log)
+    finished = len(list(cache.rglob("*.pkl")))
+    assert 2 <= finished < 6 and not list(cache.rglob("*.tmp"))
+    out = subprocess.run([sys.executable, str(script), str(log), str(cache), "0"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert f"computed {6 - finished} cached {finished}" in out and "[0, 1, 4, 9, 16, 25]" in out
+    assert runs(log) == started + 6 - finished
 
 
 def test_changed_config_or_library_misses_the_cache(tmp_path, monkeypatch):
@@ -185,6 +297,24 @@ def test_dask_equals_local_digit_for_digit(tmp_path, dask_cluster):
     again = grid.run_grid(train_tiny, configs(log, n=4), scheduler=dask_cluster,
                           cache=tmp_path / "c", device="cpu")
     assert again.cached == 4 and runs(log) == 4
+
+
+def test_chapter_grid_on_dask_equals_local(tmp_path, dask_cluster, monkeypatch):
+    """traps.train_grid with the graph scattered to the workers: the same tables as in-process."""
+    g = graphs.csbm(60, 2, 10.0, dim=8, ratio=3.0, seed=0)
+    monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", "off")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with monkeypatch.context() as m:
+            m.delenv("OVERSMOOTHING_SCHEDULER")
+            local = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    remote = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")  # $OVERSMOOTHING_SCHEDULER is set
+    for a, b in zip(local, remote):
+        pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"), b.drop(columns="seconds", errors="ignore"),
+                                      check_exact=True)
 
 
 def test_dask_task_error_names_the_config(tmp_path, dask_cluster):

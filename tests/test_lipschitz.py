@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing import graphs, runs
+from oversmoothing import datasets, graphs
+from oversmoothing.experiments import gradients
 from oversmoothing.measures import mu
 from oversmoothing.models import weights
 from oversmoothing.signals import trace
@@ -32,7 +33,7 @@ def graph():
 @pytest.mark.parametrize("arch", ["res_gcn", "res_gat"])
 def test_frobenius_norm_stays_c_during_training(graph, arch):
     c = 2.5
-    model = runs.make_model(arch, 16, 16, 2, 4, lipschitz_c=c, seed=0)
+    model = gradients.make_model(arch, 16, 16, 2, 4, lipschitz_c=c, seed=0)
     h = fit(model, graph, epochs=5, lr=0.05, measures=(), signals=(), device="cpu", progress=False)
     assert not h.diverged
     raw = [p for n, p in model.named_parameters() if n.endswith("parametrizations.weight.original")]
@@ -43,7 +44,7 @@ def test_frobenius_norm_stays_c_during_training(graph, arch):
 
 
 def _expansion(graph, c):
-    model = runs.make_model("res_gcn", 16, 16, 2, 32, lipschitz_c=c, seed=0)
+    model = gradients.make_model("res_gcn", 16, 16, 2, 32, lipschitz_c=c, seed=0)
     _, sig = trace(model, graph.x, model.operator(graph), graph.y, graph.train_mask)
     grad_ratio = mu(sig.G[1]) / mu(sig.G[-1])  # mu(G(1)) / mu(G(L))
     repr_ratio = float(sig.X[-1].norm() / sig.X[0].norm())  # ||X(L)||_F / ||X(0)||_F
@@ -67,11 +68,11 @@ def test_c_equal_to_glorot_frobenius_norm_changes_nothing_at_init(graph):
 
 
 def test_gat_divergence_is_recorded_not_raised(graph):
-    model = runs.make_model("res_gat", 16, 16, 2, 16, seed=0)
+    model = gradients.make_model("res_gat", 16, 16, 2, 16, seed=0)
     h = fit(model, graph, epochs=20, lr=1e6, measures=("mu",), signals=("X", "G"), device="cpu", progress=False)
     assert h.diverged and h.diverged_at is not None and h.diverged_at <= 20
     assert bool(h.epochs["diverged"].iloc[-1]) and math.isnan(h.epochs["loss"].iloc[-1])
-    summary, _ = runs.run(graph, "res_gat", 16, epochs=20, lr=1e6, record_every=5, device="cpu", progress=False)
+    summary, _ = gradients.run(graph, "res_gat", 16, epochs=20, lr=1e6, record_every=5, device="cpu", progress=False)
     assert summary["diverged"] and summary["diverged_at"] == h.diverged_at
 
 
@@ -80,7 +81,7 @@ def test_gat_divergence_is_recorded_not_raised(graph):
 def test_scaled_or_bounded_residual_layer_keeps_its_lipschitz_bound(graph, activation, alpha):
     # X -> X + alpha rho(P X W) with ||W||_2 <= ||W||_F = c, ||P||_2 <= 1 and 1-Lipschitz rho is (1 + alpha c)-Lipschitz
     c = 3.0
-    model = runs.make_model("res_gcn", 16, 16, 2, 1, lipschitz_c=c, activation=activation, branch_scale=alpha, seed=0)
+    model = gradients.make_model("res_gcn", 16, 16, 2, 1, lipschitz_c=c, activation=activation, branch_scale=alpha, seed=0)
     op, layer = model.operator(graph), model.layers[0]
     gen = torch.Generator().manual_seed(1)
     worst = 0.0
@@ -94,8 +95,8 @@ def test_scaled_or_bounded_residual_layer_keeps_its_lipschitz_bound(graph, activ
 
 
 def test_branch_scale_scales_the_branch_and_defaults_to_one(graph):
-    m1 = runs.make_model("res_gcn", 16, 16, 2, 1, seed=0)
-    ma = runs.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.25, seed=0)
+    m1 = gradients.make_model("res_gcn", 16, 16, 2, 1, seed=0)
+    ma = gradients.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.25, seed=0)
     assert m1.branch_scale == 1.0
     from oversmoothing.models import Trace
     t1, ta = Trace(), Trace()
@@ -105,11 +106,11 @@ def test_branch_scale_scales_the_branch_and_defaults_to_one(graph):
     X0 = t1.X[0]
     assert torch.allclose(ta.X[1] - X0, 0.25 * (t1.X[1] - X0), atol=1e-6)
     with pytest.raises(ValueError):
-        runs.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.0)
+        gradients.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.0)
 
 
 def test_residual_mlp_is_the_residual_gcn_with_identity(graph):
-    model = runs.make_model("res_mlp", 16, 16, 2, 3, seed=0)
+    model = gradients.make_model("res_mlp", 16, 16, 2, 3, seed=0)
     assert model.operator(graph) is None
 
 
@@ -118,12 +119,12 @@ def test_mean_field_growth_matches_the_residual_mlp_and_predicts_the_512_layer_o
     # grows by ~ 1 + c/sqrt(2 pi d) per layer
     d = 32
     for c in (1.0, 4.0):
-        meas = runs.init_scale(graph, "res_mlp", 64, hidden=d, lipschitz_c=c)["log10_growth"]
-        pred = runs.residual_growth(c, d, 64)[-1]
+        meas = gradients.init_scale(graph, "res_mlp", 64, hidden=d, lipschitz_c=c)["log10_growth"]
+        pred = gradients.residual_growth(c, d, 64)[-1]
         assert abs(meas - pred) < 0.5, (c, meas, pred)
     # asymptotic slope per layer: the cosine a = m/sqrt(q) settles at the root a* of
     # 2k a^3 + (b^2/2) a^2 - 2k a - k^2 = 0 (b = c/sqrt(d), k = b/sqrt(2 pi)), then q'/q = 1 + 2 a* k + b^2/2
-    g = runs.residual_growth(4.0, 64, 512)
+    g = gradients.residual_growth(4.0, 64, 512)
     slope = (g[-1] - g[-101]) / 100
     b = 4 / math.sqrt(64)
     k = b / math.sqrt(2 * math.pi)
@@ -131,15 +132,15 @@ def test_mean_field_growth_matches_the_residual_mlp_and_predicts_the_512_layer_o
     assert 0.85 < a < 0.95
     assert math.isclose(slope, 0.5 * math.log10(1 + 2 * a * k + b * b / 2), rel_tol=0.01)
     assert g[-1] > math.log10(np.finfo(np.float32).max)  # L = 512, d = 64, c = 4 overflows float32 ...
-    assert runs.residual_growth(4.0, 64, 512, activation="tanh")[-1] < 4  # ... a bounded (tanh) branch does not
-    assert runs.residual_growth(4.0, 64, 512, branch_scale=1 / math.sqrt(512))[-1] < 4  # nor alpha = 1/sqrt(L)
+    assert gradients.residual_growth(4.0, 64, 512, activation="tanh")[-1] < 4  # ... a bounded (tanh) branch does not
+    assert gradients.residual_growth(4.0, 64, 512, branch_scale=1 / math.sqrt(512))[-1] < 4  # nor alpha = 1/sqrt(L)
 
 
 def test_c4_is_not_glorot_at_width_64(graph):
     # at d = 64 a Glorot matrix has ||W||_F ~ 8, so c = 4 halves every branch: at L = 64 it cuts the growth of
     # the representation (and the largest logit) by several decades
-    none = runs.init_scale(graph, "res_gcn", 64, hidden=64)
-    c4 = runs.init_scale(graph, "res_gcn", 64, hidden=64, lipschitz_c=4.0)
+    none = gradients.init_scale(graph, "res_gcn", 64, hidden=64)
+    c4 = gradients.init_scale(graph, "res_gcn", 64, hidden=64, lipschitz_c=4.0)
     assert none["log10_growth"] - c4["log10_growth"] > 3
     assert none["max_logit"] / c4["max_logit"] > 1e3
 
@@ -153,14 +154,14 @@ def test_partial_spearman_on_constructed_data():
     only_via_z = z + 0.3 * rng.normal(size=n)      # knows y only through z
     adds = y + 0.3 * rng.normal(size=n)            # knows y beyond z
     df = pd.DataFrame(dict(y=y, z=z, a=only_via_z, b=adds))
-    assert runs.partial_spearman(df, "y", "a") > 0.8           # plain rho is high ...
-    assert abs(runs.partial_spearman(df, "y", "a", ["z"])) < 0.15  # ... but a adds nothing to z
-    assert runs.partial_spearman(df, "y", "b", ["z"]) > 0.5
+    assert gradients.partial_spearman(df, "y", "a") > 0.8           # plain rho is high ...
+    assert abs(gradients.partial_spearman(df, "y", "a", ["z"])) < 0.15  # ... but a adds nothing to z
+    assert gradients.partial_spearman(df, "y", "b", ["z"]) > 0.5
     # one given column: the textbook formula on the ranks
     r = df.rank().corr()
     expect = (r.y.a - r.y.z * r.a.z) / math.sqrt((1 - r.y.z ** 2) * (1 - r.a.z ** 2))
-    assert math.isclose(runs.partial_spearman(df, "y", "a", ["z"]), expect, abs_tol=1e-9)
-    cmp = runs.compare_predictors(df, "y", "b", "a", given=["z"], n_boot=200)
+    assert math.isclose(gradients.partial_spearman(df, "y", "a", ["z"]), expect, abs_tol=1e-9)
+    cmp = gradients.compare_predictors(df, "y", "b", "a", given=["z"], n_boot=200)
     assert cmp["diff"] > 0.4 and cmp["ci_low"] > 0
 
 
@@ -172,5 +173,5 @@ def test_spearman_within_strata_removes_a_between_strata_confound():
         x = rng.normal(size=50)
         rows.append(pd.DataFrame(dict(s=s, x=10 * s + x, y=10 * s - x + 0.2 * rng.normal(size=50))))
     df = pd.concat(rows, ignore_index=True)
-    assert runs.partial_spearman(df, "y", "x") > 0.5
-    assert runs.partial_spearman(df, "y", "x", strata=["s"]) < -0.9
+    assert gradients.partial_spearman(df, "y", "x") > 0.5
+    assert gradients.partial_spearman(df, "y", "x", strata=["s"]) < -0.9

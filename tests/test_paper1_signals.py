@@ -1,4 +1,4 @@
-"""The helpers of chapters 01-03 (oversmoothing.smoothing): rate fits, the C1 and C3 criteria, seeds that agree,
+"""The helpers of chapters 01-03 (oversmoothing.experiments.smoothing): rate fits, the C1 and C3 criteria, seeds that agree,
 and the per-layer profiles of random-weight networks."""
 import math
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing import graphs, measures, smoothing
+from oversmoothing import graphs, measures
+from oversmoothing.experiments import smoothing
 
 
 def test_fit_rate_recovers_a_geometric_sequence_and_skips_bad_points():

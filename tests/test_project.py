@@ -83,3 +83,32 @@ def test_chapters_are_valid_nbformat_with_cell_ids():
         missing = [i for i, c in enumerate(raw["cells"]) if "id" not in c]
         assert not missing, f"{nb.name}: cells without an id: {missing}"
         nbformat.validate(nbformat.reads(nb.read_text(), as_version=4))
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The oversmoothing modules a file imports (absolute or relative), as dotted names below the package."""
+    import ast
+
+    pkg = path.relative_to(ROOT / "src").with_suffix("").parts[:-1]  # e.g. ("oversmoothing", "experiments")
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = list(pkg[:len(pkg) - node.level + 1]) if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names.add(mod)
+            names.update(f"{mod}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n.split(".", 1)[1] for n in names if n.startswith("oversmoothing.")}
+
+
+def test_the_science_core_is_flat_and_imports_no_experiment_or_runner():
+    """graphs, datasets, models, signals, measures, training import only each other (never experiments/,
+    the runner, report or figures), and graphs does not import datasets (no import cycle)."""
+    core = {"graphs", "datasets", "models", "signals", "measures", "training"}
+    src = ROOT / "src" / "oversmoothing"
+    for name in core:
+        imported = {m.split(".")[0] for m in _imported_modules(src / f"{name}.py")}
+        assert imported <= core, f"{name}.py imports {sorted(imported - core)}"
+    assert "datasets" not in {m.split(".")[0] for m in _imported_modules(src / "graphs.py")}
+    assert {p.stem for p in (src / "experiments").glob("*.py")} >= {"grid", "smoothing", "traps", "gradients", "remedies"}

@@ -1,9 +1,10 @@
-"""The remedy architectures (oversmoothing.remedies): interface, traced signals, and the facts
+"""The remedy architectures (oversmoothing.experiments.remedies): interface, traced signals, and the facts
 chapter 8 relies on, at a tiny size."""
 import pytest
 import torch
 
-from oversmoothing import graphs, models, remedies, signals
+from oversmoothing import datasets, graphs, models, signals
+from oversmoothing.experiments import remedies
 from oversmoothing.measures import rel_mu, rel_mu_gcn
 
 

@@ -195,7 +195,7 @@ def test_the_runner_package_is_outside_the_chapters_cache_key(tmp_path):
     library does. The chapters' cache key (tree_hash) and the grids' (grid.library_hash) agree on that."""
     import shutil
 
-    from oversmoothing import grid
+    from oversmoothing.experiments import grid
 
     pkg = tmp_path / "src" / "oversmoothing"
     shutil.copytree(ROOT / "src" / "oversmoothing", pkg, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,12 +1,12 @@
 """Chapter 04/05 facts at a small size: the last-layer trap of deep GNNs (Theorem 3), Proposition 2's
-MLP counter-example, the chance levels (Corollary 2) and the helpers of `oversmoothing.experiments`."""
+MLP counter-example, the chance levels (Corollary 2) and the helpers of `oversmoothing.experiments.traps`."""
 import math
 
 import pandas as pd
 import pytest
 import torch
 
-from oversmoothing.experiments import (chance_loss, collapse_epoch, component_decay, judge_delay, make_vanilla,
+from oversmoothing.experiments.traps import (chance_loss, collapse_epoch, component_decay, judge_delay, make_vanilla,
                                        offset_graph, orthogonal_init_, proposition2, run_table, solve_last_layer_,
                                        train_grid, trap_status)
 from oversmoothing.graphs import csbm

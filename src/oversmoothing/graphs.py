@@ -25,7 +25,7 @@ import torch
 __all__ = [
     "Graph", "csbm", "ring", "complete", "from_networkx",
     "adjacency", "bistochastic", "gcn", "identity", "propagation", "PROPAGATIONS",
-    "second_eigenvalue", "to_scipy", "load", "random_masks",
+    "second_eigenvalue", "to_scipy", "random_masks",
 ]
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -339,9 +339,3 @@ def second_eigenvalue(P, *, tol: float = 1e-8) -> float:
     val = spla.eigsh(op, k=1, which="LM", tol=tol, v0=v0, return_eigenvectors=False)
     return float(abs(val[0]))
 
-
-def load(name: str, split: int | None = None, root=None) -> Graph:
-    """Real datasets (cora, citeseer, chameleon, squirrel, *_filtered): see :mod:`oversmoothing.datasets`."""
-    from .datasets import load as _load
-
-    return _load(name, split=split, root=root)

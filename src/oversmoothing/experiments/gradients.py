@@ -26,9 +26,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from .graphs import Graph, load
-from .models import ResidualGAT, ResidualGCN, VanillaGNN
-from .training import fit
+from ..datasets import DATASETS, load
+from ..graphs import Graph
+from ..models import ResidualGAT, ResidualGCN, VanillaGNN
+from ..training import fit
+from .grid import per_process, plain, run_grid
 
 __all__ = ["ARCHITECTURES", "make_model", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
            "partial_spearman", "compare_predictors", "rank_comparison"]
@@ -102,7 +104,7 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
         split: int | None = 0, seed: int = 0, measures=("mu", "rel_mu"), signals=("X", "G"),
         record_every: int = 10, device="auto", progress=None, activation: str | None = None,
         branch_scale: float = 1.0):
-    """Train ``arch`` with ``depth`` layers on ``dataset`` (a name for :func:`oversmoothing.graphs.load`
+    """Train ``arch`` with ``depth`` layers on ``dataset`` (a name for :func:`oversmoothing.datasets.load`
     with ``split``, or a :class:`Graph`) and return ``(summary, history)``.
 
     summary: dataset, arch, depth, c (``lipschitz_c``, None = no normalisation), split, seed,
@@ -137,21 +139,47 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
     return summary, h
 
 
+def run_task(config: dict, graph: Graph):
+    """One run of :func:`run_all` (a task of :func:`oversmoothing.experiments.grid.run_grid`): (summary, history)."""
+    cfg = dict(config)
+    return run(graph, cfg.pop("arch"), cfg.pop("depth"), **cfg)
+
+
+def sweep_run(config: dict) -> dict:
+    """One run of :func:`sweep` (a task of :func:`oversmoothing.experiments.grid.run_grid`): its summary row.  The
+    dataset is loaded once per process and (name, split)."""
+    cfg = dict(config)
+    name, split = cfg.pop("dataset"), cfg.get("split", 0)
+    graph = per_process(("dataset", name, split), lambda: load(name, split=split))
+    summary, _ = run_task(cfg, graph)
+    return summary
+
+
+def _grid_configs(configs, common: dict) -> tuple[list[dict], str]:
+    """The configs with ``common`` under them (JSON-able), and the device taken out of ``common``."""
+    common = dict(common)
+    device = str(common.pop("device", "auto"))
+    return [plain(dict(common) | dict(cfg)) for cfg in configs], device
+
+
+def run_all(graph: Graph, configs, **common) -> list:
+    """:func:`run` on ``graph`` for every dict of ``configs`` (keys: arch, depth and any keyword of :func:`run`,
+    overriding ``common``); returns the list of ``(summary, history)``.  Each run is a task of
+    :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
+    configs, device = _grid_configs(configs, common)
+    return list(run_grid(run_task, configs, inputs={"graph": graph}, device=device, desc="training runs"))
+
+
 def sweep(configs, **common) -> pd.DataFrame:
-    """:func:`run` for every dict of ``configs`` (keys: dataset, arch, depth and any keyword of
-    :func:`run`, overriding ``common``); returns the summary rows as one DataFrame.  Graphs are
-    loaded once per (dataset, split)."""
-    graphs, rows = {}, []
+    """:func:`run` for every dict of ``configs`` (keys: dataset (a name), arch, depth and any keyword of
+    :func:`run`, overriding ``common``); returns the summary rows as one DataFrame.  Each run is a task
+    of :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
+    configs, device = _grid_configs(configs, common)
     for cfg in configs:
-        cfg = dict(common) | dict(cfg)
-        name, split = cfg.pop("dataset"), cfg.get("split", 0)
-        if isinstance(name, str):
-            if (name, split) not in graphs:
-                graphs[(name, split)] = load(name, split=split)
-            name = graphs[(name, split)]
-        summary, _ = run(name, cfg.pop("arch"), cfg.pop("depth"), **cfg)
-        rows.append(summary)
-    return pd.DataFrame(rows)
+        if not isinstance(cfg.get("dataset"), str):
+            raise TypeError(f"sweep: dataset must be a dataset name (one of {', '.join(DATASETS)}), got "
+                            f"{type(cfg.get('dataset')).__name__}; train a Graph object with run_all()")
+    return pd.DataFrame(list(run_grid(sweep_run, configs, device=device, desc="training runs")))
 
 
 def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschitz_c: float | None = None,
@@ -162,7 +190,7 @@ def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschi
     value (3.4e38), i.e. whether the float32 forward pass is finite."""
     import torch
 
-    from .models import Trace
+    from ..models import Trace
 
     model = make_model(arch, graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
                        seed=seed, activation=activation, branch_scale=branch_scale).double()
@@ -204,7 +232,7 @@ def residual_growth(c, hidden: int, depth: int, *, activation: str = "relu", bra
 
     import torch
 
-    from .models import ACTIVATIONS
+    from ..models import ACTIVATIONS
 
     z, w = hermegauss(nodes)
     w = w / w.sum()
@@ -358,7 +386,7 @@ def he_rescale_(model, gain: float = math.sqrt(2.0)):
     the signal's (and the gradient's) mean square by about 1/2.  sqrt(2) (He et al., 2015) compensates."""
     import torch
 
-    from .models import main_weight
+    from ..models import main_weight
 
     layers = list(model.layers)[:-1] if isinstance(model, VanillaGNN) else list(model.layers)
     with torch.no_grad():
@@ -383,9 +411,9 @@ def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, see
       ``max_X`` = max |X(k)_ij|."""
     import torch
 
-    from .measures import mu, rel_mu, rel_mu_gcn
-    from .signals import trace
-    from .training import resolve_device
+    from ..measures import mu, rel_mu, rel_mu_gcn
+    from ..signals import trace
+    from ..training import resolve_device
 
     dtype = dtype or torch.float32
     dev = resolve_device(device)

@@ -45,16 +45,11 @@ import warnings
 from pathlib import Path
 
 __all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key", "cache_dir", "stack", "per_process",
-           "local_cluster",
-           "shutdown", "NOT_HASHED"]
+           "local_cluster", "digest", "plain", "shutdown", "NOT_HASHED"]
 
-PACKAGE = Path(__file__).resolve().parent
-# The runner is the package "book" (with its cli); "book.py" and "cli.py" are where it lived before. They stay
-# listed because this tuple is part of grid.py's syntax tree, which is in every chapter's cache key
-# (book.cache.tree_hash): removing them would re-execute the whole book for nothing.
+PACKAGE = Path(__file__).resolve().parents[1]  # the oversmoothing package
 #: files/folders of the package that never change a run's result (runner, report, figures, parameter rules)
-NOT_HASHED = ("book.py", "book", "cli.py", "__main__.py", "report.py", "figures.py", "chapter.py", "parameters.py",
-              "grid.py")
+NOT_HASHED = ("book", "__main__.py", "report.py", "figures.py", "chapter.py", "parameters.py", "grid.py")
 _FORMAT = 1  # bump when the cache entry format changes
 
 
@@ -134,6 +129,70 @@ def canonical_json(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
+def plain(value):
+    """``value`` with numpy/torch scalars turned into Python numbers and tuples into lists (recursively),
+    so that a config built from numpy arrays (``np.linspace``, ``np.arange``) is JSON-able."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if not isinstance(value, (bool, int, float, str)) and value is not None and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _feed(h, obj, where: str) -> None:
+    """Feed ``obj``'s content into the hash ``h`` (type tags keep 1 and "1" and [1] apart)."""
+    import dataclasses
+
+    import numpy as np
+
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    elif isinstance(obj, np.generic):
+        _feed(h, obj.item(), where)
+    elif isinstance(obj, np.ndarray):
+        h.update(f"ndarray:{obj.dtype.str}:{obj.shape};".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif type(obj).__module__.startswith("torch") and type(obj).__name__ in ("Tensor", "Parameter"):
+        import torch
+
+        t = obj.detach().cpu()
+        if t.is_sparse:
+            t = t.coalesce()
+            h.update(f"sparse:{t.shape};".encode())
+            _feed(h, t.indices(), where)
+            _feed(h, t.values(), where)
+            return
+        h.update(f"tensor:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(f"dict:{len(obj)};".encode())
+        for k in sorted(obj, key=repr):
+            _feed(h, k, where)
+            _feed(h, obj[k], f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}:{len(obj)};".encode())
+        for i, v in enumerate(obj):
+            _feed(h, v, f"{where}[{i}]")
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"dataclass:{type(obj).__module__}.{type(obj).__qualname__};".encode())
+        for f in dataclasses.fields(obj):
+            _feed(h, f.name, where)
+            _feed(h, getattr(obj, f.name), f"{where}.{f.name}")
+    else:
+        raise TypeError(f"{where} = {obj!r} of type {type(obj).__name__} cannot be digested; a grid input may "
+                        "hold tensors, numpy arrays, dataclasses (e.g. a Graph), dicts, lists and plain values")
+
+
+def digest(obj, where: str = "input") -> str:
+    """sha256 of ``obj``'s content (tensors and arrays by dtype, shape and bytes; dataclasses such as
+    :class:`~oversmoothing.graphs.Graph` field by field): two graphs with equal tensors share a digest."""
+    h = hashlib.sha256()
+    _feed(h, obj, where)
+    return h.hexdigest()
+
+
 def _fn_identity(fn) -> str:
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     try:  # the function's own code is part of the key (a notebook's or a test's is not in the library hash)
@@ -143,25 +202,33 @@ def _fn_identity(fn) -> str:
     return f"{name}:{src}"
 
 
-def config_key(fn, config: dict, *, device: str, lib: str | None = None) -> str:
-    """The cache key (hex sha256) of the run ``fn(config)`` on ``device`` with library hash ``lib``."""
+def config_key(fn, config: dict, *, device: str, lib: str | None = None, inputs: dict | None = None) -> str:
+    """The cache key (hex sha256) of the run ``fn(config, **inputs)`` on ``device`` with library hash
+    ``lib``; ``inputs`` maps each input's name to its :func:`digest`."""
     import torch
 
-    payload = json.dumps(dict(fn=_fn_identity(fn), config=canonical_json(config), lib=lib or library_hash(),
-                              device=device, torch=torch.__version__, format=_FORMAT), sort_keys=True)
+    payload = dict(fn=_fn_identity(fn), config=canonical_json(config), lib=lib or library_hash(),
+                   device=device, torch=torch.__version__, format=_FORMAT)
+    if inputs:
+        payload["inputs"] = inputs
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- cache
 def cache_dir(cache=None) -> Path | None:
-    """The cache folder: ``cache`` if a path, None if False, else ``$OVERSMOOTHING_GRID_CACHE``, else
+    """The cache folder: ``cache`` if a path, None if False, else ``$OVERSMOOTHING_GRID_CACHE`` (``off``:
+    no cache), else
     ``<project root>/_grid_cache`` (the folder holding pyproject.toml), else ``~/.cache/oversmoothing/grid``."""
     if cache is False:
         return None
     if cache not in (None, True):
         return Path(cache)
-    if os.environ.get("OVERSMOOTHING_GRID_CACHE"):
-        return Path(os.environ["OVERSMOOTHING_GRID_CACHE"])
+    env = os.environ.get("OVERSMOOTHING_GRID_CACHE", "").strip()
+    if env.lower() in ("0", "off", "false", "no", "none"):
+        return None
+    if env:
+        return Path(env)
     root = PACKAGE.parents[1]
     if (root / "pyproject.toml").is_file():
         return root / "_grid_cache"
@@ -232,7 +299,7 @@ def _fair_threads(slots: dict) -> int:
     return max(1, _cores() // max(1, slots.get(_host(get_worker().address), 1)))
 
 
-def _task(fn, config, lib, device, slots, gpus):
+def _task(fn, config, lib, device, slots, gpus, inputs=None):
     """Runs on a Dask worker: checks the library matches the client's, sets fair threads (and the GPU),
     silences progress bars, then ``fn(config)``.  Returns (result, seconds)."""
     import torch
@@ -250,14 +317,14 @@ def _task(fn, config, lib, device, slots, gpus):
         if isinstance(name, int):
             torch.cuda.set_device(name % gpus)
     t0 = time.perf_counter()
-    return fn(config), time.perf_counter() - t0
+    return fn(config, **(inputs or {})), time.perf_counter() - t0
 
 
 def _resolve_device(device, client=None) -> str:
     """The device runs use: 'auto' -> 'cuda' when (the workers have / this machine has) a GPU, else 'cpu'."""
     device = "auto" if device is None else str(device)
     if client is None:
-        from .training import resolve_device
+        from ..training import resolve_device
         return str(resolve_device(device))
     if device == "auto":
         workers = _workers(client).values()
@@ -371,15 +438,18 @@ def _failed(i, config, exc) -> GridError:
 
 
 # ----------------------------------------------------------------------------- the grid
-def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = None, scheduler: str | None = None,
-             cache=None, device=None, desc: str | None = None, progress: bool | None = None,
-             retries: int = 1) -> GridResults:
-    """``[fn(c) for c in configs]``, cached per run and optionally on a Dask cluster.
+def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = None, workers: int | None = None,
+             scheduler: str | None = None, cache=None, device=None, desc: str | None = None,
+             progress: bool | None = None, retries: int = 1) -> GridResults:
+    """``[fn(c, **inputs) for c in configs]``, cached per run and optionally on a Dask cluster.
 
     fn        : a picklable function of one config dict, returning the run's result (DataFrames,
                 dicts of them, numbers); it must be deterministic given its config and device.
     configs   : dicts of JSON-able values (str, int, float, bool, None, lists, dicts); anything else
                 (a torch.device, a numpy integer) is refused with a message naming it.
+    inputs    : objects every run needs that are not JSON (e.g. ``{"graph": graph}``), passed to ``fn`` as
+                keyword arguments; their :func:`digest` is part of each run's cache key, and on Dask they
+                are sent to every worker once.
     executor  : "local" or "dask"; default "dask" when ``workers`` > 1 or ``scheduler`` is given (or
                 their env vars OVERSMOOTHING_WORKERS / OVERSMOOTHING_SCHEDULER), else "local".
     workers   : size of the LocalCluster started for ``executor="dask"`` (default: the cores).
@@ -396,6 +466,8 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
     configs = [dict(c) if isinstance(c, dict) else c for c in configs]
     for c in configs:
         canonical_json(c)  # refuse bad configs before any work
+    inputs = dict(inputs or {})
+    in_digest = {name: digest(obj, f"inputs[{name!r}]") for name, obj in inputs.items()}
     workers = workers if workers is not None else _env_int("OVERSMOOTHING_WORKERS")
     scheduler = scheduler or os.environ.get("OVERSMOOTHING_SCHEDULER") or None
     if workers is not None and workers < 1:
@@ -416,7 +488,8 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
         dev = _resolve_device(device)
     if device is not None:
         configs = [c if "device" in c else {**c, "device": dev} for c in configs]
-    keys = [config_key(fn, c, device=str(c.get("device", dev)).split(":")[0], lib=lib) for c in configs]
+    keys = [config_key(fn, c, device=str(c.get("device", dev)).split(":")[0], lib=lib, inputs=in_digest)
+            for c in configs]
 
     out = GridResults([None] * len(configs))
     todo = {}  # key -> indices needing it (identical runs computed once)
@@ -436,7 +509,7 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
             for k, idx in todo.items():
                 t0 = time.perf_counter()
                 try:
-                    res = fn(configs[idx[0]])
+                    res = fn(configs[idx[0]], **inputs)
                 except Exception as exc:
                     raise _failed(idx[0], configs[idx[0]], exc) from exc
                 _store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0)
@@ -445,13 +518,13 @@ def run_grid(fn, configs, *, executor: str | None = None, workers: int | None = 
                 out.computed += 1
                 bar.update(len(idx))
         else:
-            _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries)
+            _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs)
     finally:
         bar.close()
     return out
 
 
-def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries):
+def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs):
     from distributed import as_completed
 
     slots: dict = {}  # host -> task slots on it (for the fair share of its cores)
@@ -463,9 +536,10 @@ def _run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries):
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     res_kw = {"resources": {"GPU": 1}} if dev.startswith("cuda") else {}
     futures, call = {}, uuid.uuid4().hex[:8]  # fresh task keys: a cancelled earlier call cannot shadow them
+    shared = client.scatter(inputs, broadcast=True) if inputs else None  # each input sent to every worker once
     for k, idx in todo.items():
         c = configs[idx[0]]
-        f = client.submit(_task, fn, c, lib, str(c.get("device", dev)), slots, gpus, key=f"grid-{k[:20]}-{call}",
+        f = client.submit(_task, fn, c, lib, str(c.get("device", dev)), slots, gpus, shared, key=f"grid-{k[:20]}-{call}",
                           pure=False, retries=retries, **res_kw)
         futures[f] = k
     try:

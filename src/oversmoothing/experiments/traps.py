@@ -24,8 +24,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .models import VanillaGNN, spectral_init_
-from .training import fit
+from .grid import plain, run_grid
+from ..models import VanillaGNN, spectral_init_
+from ..training import fit
 
 __all__ = ["KINDS", "INITS", "orthogonal_init_", "make_vanilla", "train_grid", "train_graphs", "collapse_epoch",
            "TRAP_STATUSES", "trap_status", "tail_change", "run_table", "count_status", "judge_depth_contrast", "judge_delay", "offset_graph", "component_decay",
@@ -68,28 +69,37 @@ def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, 
     return model
 
 
+def train_run(config: dict, graph) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run of :func:`train_grid` (a task of :func:`oversmoothing.experiments.grid.run_grid`): ``config["run"]``
+    holds kind, depth, seed, activation, init, s, lr and loss; the other keys are the shared settings
+    (hidden, epochs, record_every, fit keywords, device).  Returns its (epochs, layers) tables, tagged."""
+    cfg = config["run"]
+    model = make_vanilla(cfg["kind"], graph.num_features, config["hidden"], graph.num_classes, cfg["depth"],
+                         activation=cfg["activation"], init=cfg["init"], s=cfg["s"], seed=cfg["seed"])
+    h = fit(model, graph, epochs=config["epochs"], lr=cfg["lr"], loss=cfg["loss"], measures=(), signals=(),
+            record_every=config["record_every"], device=config["device"], seed=cfg["seed"],
+            desc=f"{cfg['kind']} L={cfg['depth']}", **config["fit"])
+    tags = {("objective" if k == "loss" else k): v for k, v in cfg.items()}  # keep the 'loss' column
+    tags.update(model=f"{cfg['kind']} L={cfg['depth']}", diverged_at=h.diverged_at)
+    return h.epochs.assign(**tags), h.layers.assign(**tags)
+
+
 def train_grid(graph, runs, *, hidden: int = 32, activation: str = "centred_softplus", init: str = "orthogonal",
                s: float = 1.0, epochs: int = 100, lr: float = 0.01, loss: str = "ce", device="auto",
                record_every: int = 1, **fit_kw):
     """Train every run of ``runs`` (dicts with keys ``kind``, ``depth``, ``seed`` and optionally any
-    of activation, init, s, lr, loss overriding the defaults) on ``graph``.
+    of activation, init, s, lr, loss overriding the defaults) on ``graph``; each run is a task of
+    :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``).
 
     Returns (epochs, layers): the runs' :class:`~oversmoothing.training.History` tables stacked, each
     row tagged with the run's keys (the loss name as ``objective``) and a ``model`` label such as ``"GNN L=40"``; only the gradient
     norms and spectral norms of the weights are recorded (no per-layer signals) to keep it cheap."""
-    ep, la = [], []
-    for run in runs:
-        cfg = dict(activation=activation, init=init, s=s, lr=lr, loss=loss) | dict(run)
-        model = make_vanilla(cfg["kind"], graph.num_features, hidden, graph.num_classes, cfg["depth"],
-                             activation=cfg["activation"], init=cfg["init"], s=cfg["s"], seed=cfg["seed"])
-        h = fit(model, graph, epochs=epochs, lr=cfg["lr"], loss=cfg["loss"], measures=(), signals=(),
-                record_every=record_every, device=device, seed=cfg["seed"],
-                desc=f"{cfg['kind']} L={cfg['depth']}", **fit_kw)
-        tags = {("objective" if k == "loss" else k): v for k, v in cfg.items()}  # keep the 'loss' column
-        tags.update(model=f"{cfg['kind']} L={cfg['depth']}", diverged_at=h.diverged_at)
-        ep.append(h.epochs.assign(**tags))
-        la.append(h.layers.assign(**tags))
-    return pd.concat(ep, ignore_index=True), pd.concat(la, ignore_index=True)
+    shared = plain(dict(hidden=hidden, epochs=epochs, record_every=record_every, fit=fit_kw))
+    configs = [dict(shared, run=plain(dict(activation=activation, init=init, s=s, lr=lr, loss=loss) | dict(run)))
+               for run in runs]
+    results = run_grid(train_run, configs, inputs={"graph": graph}, device=str(device), desc="training runs")
+    return (pd.concat([ep for ep, _ in results], ignore_index=True),
+            pd.concat([la for _, la in results], ignore_index=True))
 
 
 def train_graphs(graphs: dict, runs, **kw):
@@ -285,7 +295,7 @@ def component_decay(graph, steps: int, propagation_kind: str = "bistochastic") -
         rest      what is left (the within-class noise, contracted at least as fast).
 
     Returns one row per k with the three norms and class/constant."""
-    from .graphs import propagation
+    from ..graphs import propagation
 
     P = propagation(graph, propagation_kind, dtype=torch.float64)
     X = graph.x.double()
@@ -322,9 +332,9 @@ def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter
     every layer's gradient at that point.  The model is converted to float64 (in place).
 
     Returns (Signals, info) with info = dict(loss, last_grad, iterations)."""
-    from .graphs import propagation
-    from .signals import loss_fn, trace
-    from .training import resolve_device
+    from ..graphs import propagation
+    from ..signals import loss_fn, trace
+    from ..training import resolve_device
 
     dev = resolve_device(device)
     model = model.to(dev).double()  # float64 throughout: the oversmoothed signal sits below float32 resolution

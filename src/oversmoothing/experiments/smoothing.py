@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import graphs as G
-from . import measures, signals
-from .experiments import make_vanilla
+from .. import graphs as G
+from .. import measures, signals
+from .traps import make_vanilla
 
 __all__ = ["csbm_draws", "layer_profile", "profile_grid", "fit_rate", "layer_rates", "end_rate", "fit_theorem2", "forward_verdict",
            "thirds", "tally", "valley_table", "valley_verdict"]

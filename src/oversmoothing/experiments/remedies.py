@@ -53,14 +53,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graphs import Graph
-from .graphs import propagation as _propagation
-from .models import (ResidualGCN, Trace, _check_depth, _seeded, input_dropout, propagate, record_input,
+from ..graphs import Graph
+from ..graphs import propagation as _propagation
+from ..models import (ResidualGCN, Trace, _check_depth, _seeded, input_dropout, propagate, record_input,
                      record_layer)
 
 __all__ = ["REMEDIES", "build", "PlainGCN", "MLP", "JKNet", "DropEdgeGCN", "PairNormGCN", "APPNPNet", "GCNII",
            "PlainGAT", "GraphTransformer", "gcn_operator", "input_linear", "lipschitz_c_rule",
-           "choose_by_validation", "gcn_power_limit", "depth_sweep", "summarise"]
+           "choose_by_validation", "gcn_power_limit", "depth_run", "depth_sweep", "summarise"]
 
 
 def gcn_operator(edge_index: torch.Tensor, num_nodes: int, dtype=torch.float32):
@@ -583,12 +583,29 @@ def summarise(history, name: str, depth: int, seed: int, budgets=()) -> dict:
     return row
 
 
+def depth_run(config: dict, graph: Graph):
+    """One run of :func:`depth_sweep` (a task of :func:`oversmoothing.experiments.grid.run_grid`): model ``name`` at
+    ``depth``, ``seed``, ``dropout`` (None: the model's default).  Returns (summary row, layers, epochs)."""
+    from ..training import fit
+
+    name, depth, seed, p, epochs = config["name"], config["depth"], config["seed"], config["dropout"], config["epochs"]
+    kw = dict(config["model_kw"], **({} if p is None else {"dropout": p}))
+    model = build(name, graph.num_features, config["hidden"], graph.num_classes, depth, seed=seed, **kw)
+    hist = fit(model, graph, epochs=epochs, lr=config["lr"], weight_decay=config["weight_decay"],
+               measures=SWEEP_MEASURES, signals=("X", "B"), record_every=config["record_every"] or max(epochs, 1),
+               device=config["device"], seed=seed, desc=f"{name} L={depth} p={p} seed={seed}")
+    tag = dict(model=name, depth=depth, seed=seed, dropout=float("nan") if p is None else p)
+    return (dict(summarise(hist, name, depth, seed, config["budgets"]), dropout=tag["dropout"]),
+            hist.layers.assign(**tag), hist.epochs.assign(**tag))
+
+
 def depth_sweep(graph, names, depths, seeds=(0,), *, dropouts=(None,), hidden: int = 16, epochs: int = 100,
                 lr: float = 0.01, weight_decay: float = 5e-4, record_every: int | None = None, budgets=(),
                 device="auto", progress: bool | None = None, model_kw: dict | None = None):
     """Train every model of ``names`` at every depth, seed and dropout rate on ``graph`` (Adam,
-    cross-entropy, full batch) and record forward/backward diagnostics.  ``dropouts``: rates passed as
-    ``dropout=`` (``None``: the model's default, recorded as NaN).
+    cross-entropy, full batch) and record forward/backward diagnostics; each run is a task of
+    :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``).
+    ``dropouts``: rates passed as ``dropout=`` (``None``: the model's default, recorded as NaN).
 
     Returns ``(summary, layers, epochs)``: ``summary`` has one row per run (see :func:`summarise`, with
     ``budgets``) and a ``dropout`` column; ``layers`` and ``epochs`` concatenate the runs' ``History.layers``
@@ -596,21 +613,15 @@ def depth_sweep(graph, names, depths, seeds=(0,), *, dropouts=(None,), hidden: i
     ``epochs`` (record at initialisation and at the end)."""
     import pandas as pd
 
-    from .training import fit
+    from .grid import plain, run_grid
 
     model_kw = model_kw or {}
-    rows, layer_frames, epoch_frames = [], [], []
-    for name in names:
-        for depth in depths:
-            for p in dropouts:
-                for seed in seeds:
-                    kw = dict(model_kw.get(name, {}), **({} if p is None else {"dropout": p}))
-                    model = build(name, graph.num_features, hidden, graph.num_classes, depth, seed=seed, **kw)
-                    hist = fit(model, graph, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                               measures=SWEEP_MEASURES, signals=("X", "B"), record_every=record_every or max(epochs, 1),
-                               device=device, seed=seed, progress=progress, desc=f"{name} L={depth} p={p} seed={seed}")
-                    tag = dict(model=name, depth=depth, seed=seed, dropout=float("nan") if p is None else p)
-                    rows.append(dict(summarise(hist, name, depth, seed, budgets), dropout=tag["dropout"]))
-                    layer_frames.append(hist.layers.assign(**tag))
-                    epoch_frames.append(hist.epochs.assign(**tag))
-    return pd.DataFrame(rows), pd.concat(layer_frames, ignore_index=True), pd.concat(epoch_frames, ignore_index=True)
+    shared = plain(dict(hidden=hidden, epochs=epochs, lr=lr, weight_decay=weight_decay, record_every=record_every,
+                        budgets=list(budgets)))
+    configs = [dict(shared, name=name, depth=plain(depth), dropout=plain(p), seed=plain(seed),
+                    model_kw=plain(model_kw.get(name, {})))
+               for name in names for depth in depths for p in dropouts for seed in seeds]
+    results = run_grid(depth_run, configs, inputs={"graph": graph}, device=str(device), desc="training runs",
+                       progress=progress)
+    return (pd.DataFrame([row for row, _, _ in results]), pd.concat([la for _, la, _ in results], ignore_index=True),
+            pd.concat([ep for _, _, ep in results], ignore_index=True))
