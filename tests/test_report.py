@@ -13,6 +13,8 @@ def test_claims_table_saves_json_atomically_where_the_runner_asks(tmp_path, monk
     target = tmp_path / "out" / "01.claims.json"
     monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(target))
     monkeypatch.setenv("OVERSMOOTHING_PROFILE", "smoke")
+    monkeypatch.delenv("OVERSMOOTHING_WORKERS", raising=False)
+    monkeypatch.delenv("OVERSMOOTHING_SCHEDULER", raising=False)
     t = ClaimsTable("01_x", Provenance(3, "cpu"))
     t.add("C1", "E decays", "r = 0.1", "r <= s*lambda", True)
     t.add("C13", "gap sets speed", "k = 2", "k <= 5", None)
@@ -21,7 +23,14 @@ def test_claims_table_saves_json_atomically_where_the_runner_asks(tmp_path, monk
     assert [c["verdict"] for c in d["claims"]] == ["reproduced", "not judged"]
     assert d["provenance"]["seed"] == 3 and d["provenance"]["profile"] == "smoke"
     assert {"torch", "python", "wall_time_s", "device"} <= set(d["provenance"])
+    assert d["provenance"]["executor"] == "local"
     assert not list(target.parent.glob("*.part"))
+    for env, executor in [({"OVERSMOOTHING_WORKERS": "2"}, "dask: 2 workers"), ({"OVERSMOOTHING_WORKERS": "1"}, "local"),
+                          ({"OVERSMOOTHING_SCHEDULER": "tcp://h:8786"}, "dask: tcp://h:8786")]:
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            assert Provenance(0, "cpu").as_dict()["executor"] == executor
 
 
 def test_unknown_verdict_is_refused():

@@ -102,10 +102,18 @@ class Provenance:
                 "torch_geometric": torch_geometric.__version__, "numpy": numpy.__version__,
                 "oversmoothing": __version__}
 
+    @staticmethod
+    def executor() -> str:
+        """Where the chapter's training grids ran: "local", "dask: N workers" or "dask: <scheduler address>"."""
+        if os.environ.get("OVERSMOOTHING_SCHEDULER"):
+            return f"dask: {os.environ['OVERSMOOTHING_SCHEDULER']}"
+        workers = os.environ.get("OVERSMOOTHING_WORKERS", "")
+        return f"dask: {workers} workers" if workers.isdigit() and int(workers) > 1 else "local"
+
     def as_dict(self) -> dict:
         return {"seed": self.seed, "device": str(self.device), "profile": os.environ.get("OVERSMOOTHING_PROFILE", "manual"),
-                "wall_time_s": round(time.perf_counter() - self.started, 2), **self.versions(),
-                "parameters": self.parameters}
+                "wall_time_s": round(time.perf_counter() - self.started, 2), "executor": self.executor(),
+                **self.versions(), "parameters": self.parameters}
 
     def show(self) -> None:
         d = self.as_dict()
