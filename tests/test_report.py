@@ -141,3 +141,21 @@ def test_setup_chapter_takes_its_threads_from_the_runner(monkeypatch):
         assert torch.get_num_threads() == 1 and prov.as_dict()["torch_threads"] == 1
     finally:
         torch.set_num_threads(n)
+
+
+def test_glue_records_the_value_for_the_prose_and_runs_without_myst_nb(monkeypatch, capsys):
+    import builtins
+
+    import numpy as np
+
+    from oversmoothing.report import glue
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append((a, k)))
+    assert glue("r_mid", np.float64(0.25)) == 0.25 and type(glue("n", np.int64(3))) is int
+    assert shown and "r_mid" in str(shown[0])  # myst-nb's glue displayed a record named r_mid
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "myst_nb" else real_import(name, *a, **k))
+    shown.clear()
+    assert glue("r_mid", 0.5) == 0.5 and not shown

@@ -47,6 +47,20 @@ def verdict_of(verdict: str | bool | None, numbers=None) -> str:
     return verdict
 
 
+def glue(name: str, value):
+    """Bind a number of this run to the chapter's prose: a markdown cell writes ``{glue:text}`name:.2f```
+    and the book shows the value computed when the chapter was executed (myst-nb's ``glue``), so the text
+    follows ``-p`` and the profiles.  Without myst-nb (a notebook opened elsewhere) nothing is recorded.
+    Returns ``value``; numpy/torch scalars are stored as Python numbers."""
+    value = value.item() if hasattr(value, "item") else value
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, value, display=False)
+    return value
+
+
 def md_cell(v) -> str:
     """Text for a Markdown table cell: no newlines, ``|`` escaped, ``*`` escaped outside ``$math$``
     (``s*lambda ... r*s`` would otherwise turn into italics)."""
