@@ -14,6 +14,7 @@ Layout of one build (``profile`` = smoke/default/paper, ``S = <staging>/<profile
                              written with it
       book/NN_name.claims.json   its claims table (written by ``ClaimsTable.save()``)
       book/parameters.md book/report.md   generated pages
+      book/_summary.md       the verdicts in a few lines, generated (book/intro.md includes it)
     S/tmp/                   notebooks being executed (moved into site/ by the runner only on success)
     S/failed/NN_name.ipynb   the executed copy of a chapter that raised, for debugging
     S/_build/                Sphinx's incremental work folder (html, doctrees)
@@ -31,7 +32,7 @@ Modules (dependencies point one way, down this list; ``cli`` uses this package's
     parameters   a chapter's parameters cell (ast, never executed); -p values, --device, --jobs, --workers
     cache        cache keys (source tree, lock, data, device) and the record in an executed notebook
     execute      worker processes running papermill, ``n_jobs`` at a time; signals; failure messages
-    pages        the generated pages (parameters appendix, reproduction report)
+    pages        the generated pages (parameters appendix, reproduction report, summary of verdicts)
     folders      FolderLock, new run folders, a folder swapped in whole
     site         staging, Jupyter Book, :func:`build`
     runs         :func:`run_chapter`, :func:`sweep`
@@ -44,7 +45,7 @@ from .cache import (RUNNER_FILES, auto_device, data_digest, environment_digests,
 from .errors import BookError, BuildFailed, Interrupted
 from .execute import busy_cores, fair_share_threads
 from .folders import FolderLock, new_folder
-from .pages import parameters_page, readings_grid, report_page
+from .pages import claim_rows, key_number, parameters_page, report_page, summary_page, verdict_matrix
 from .parameters import (DEVICES, Param, check_value, parameters_source, parse_assignment, parse_parameters,
                          resolve_parameters, scale_out_env, split_values)
 from .runs import run_chapter, sweep

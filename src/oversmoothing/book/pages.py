@@ -1,18 +1,28 @@
-"""The pages the runner generates at build time: the parameters appendix and the reproduction report."""
+"""The pages the runner generates at build time: the parameters appendix, the reproduction report and
+the summary of verdicts the introduction includes."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from ..report import md_cell  # the claims format shared with the chapters (imports no science)
 from .parameters import parse_parameters
 from .toc import Chapter
 
-#: toc entries whose page the runner writes at build time (the source holds a placeholder)
-GENERATED = {"book/parameters": "parameters", "book/report": "report"}
+#: files the runner writes at build time (the source holds a placeholder): two toc pages, and the summary
+#: of verdicts that book/intro.md includes
+GENERATED = {"book/parameters": "parameters", "book/report": "report", "book/_summary": "summary"}
 #: the claims of DESIGN.md; the report says which of them no chapter of the build tested
 DESIGN_CLAIMS = tuple(f"C{i}" for i in range(1, 14))
+#: the few words the verdict matrix names each claim by
+CLAIM_NAMES = {"C1": "forward decay", "C2": "backward decay", "C3": "middle-layer peak", "C4": "deep GNN trapped",
+               "C5": "stationary point", "C6": "loss near chance", "C7": "larger s helps",
+               "C8": "gradients oversmooth", "C9": "residual expansion", "C10": "Lipschitz norm trains deep",
+               "C10a": "Lipschitz norm, some c", "C10b": "Lipschitz norm, c = 4",
+               "C11": "gradient similarity predicts", "C12": "plain GCN vs depth", "C13": "spectral gap sets speed"}
 
 
 def _esc(v) -> str:
@@ -52,35 +62,16 @@ def _claim_order(cid: str):
     return (int(m.group(1)) if m else 10**6, str(cid))
 
 
-def readings_grid(claims: list[dict], chs: list[Chapter]) -> list[str]:
-    """Markdown lines of the claims x readings grid: one row per claim row of the report, one column for
-    the headline verdict and one per reading name (a reading a claim was not judged under stays empty)."""
-    names: list[str] = []
-    for c in claims:
-        for r in c.get("readings") or []:
-            if r.get("name") not in names:
-                names.append(r.get("name"))
-    if not names:
-        return []
-    head = ["claim", "chapter", "headline", *names]
-    out = ["## Verdicts under each reading", "",
-           "Where a paper leaves a choice open (feature centring, activation, initialisation, training budget, ...),",
-           "the chapters judge the claim under each reasonable reading. *headline* is the paper's own setting where",
-           "it states one, and the reading the chapter argues for where it does not.", "",
-           ":::{div} full-width readings-grid", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for c, ch in zip(claims, chs):
-        by_name = {r.get("name"): r.get("verdict", "") for r in c.get("readings") or []}
-        ctx = re.match(r"\s*\[([^\]]+)\]", c.get("claim", ""))
-        label = _esc(c.get("id", "?")) + (f" ({_esc(ctx.group(1))})" if ctx else "")
-        out.append("| " + " | ".join([label, f"[{ch.stem}]({Path(ch.entry).name}.ipynb)",
-                                      f"**{_esc(c.get('verdict', ''))}**",
-                                      *(_esc(by_name.get(n, "")) for n in names)]) + " |")
-    return out + ["", ":::", ""]
+class Row(NamedTuple):
+    """One row of the report: a claim as one chapter tested it."""
+    claim: dict
+    chapter: Chapter
+    provenance: dict
 
 
-def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> str:
-    """The claims of every chapter in ``chs``; ``earlier`` = those shown from an earlier build whose
-    notebook, parameters or library changed since (said on the page)."""
+def claim_rows(site: Path, chs: list[Chapter]) -> tuple[list[Row], list[Chapter]]:
+    """The claims every chapter of ``chs`` wrote into ``site`` (by claim number, then chapter order), and
+    the chapters that wrote no claims table."""
     rows, missing = [], []
     for order, ch in enumerate(chs):
         path = site / (ch.entry + ".claims.json")
@@ -88,34 +79,169 @@ def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> 
             missing.append(ch)
             continue
         data = json.loads(path.read_text())
-        prov = data.get("provenance", {})
-        for c in data.get("claims", []):
-            rows.append((_claim_order(c.get("id")), order, ch, c, prov))
-    rows.sort(key=lambda r: (r[0], r[1]))
+        rows += [(_claim_order(c.get("id")), order, Row(c, ch, data.get("provenance", {})))
+                 for c in data.get("claims", [])]
+    rows.sort(key=lambda r: r[:2])
+    return [r[2] for r in rows], missing
+
+
+def verdict_counts(rows: list[Row]) -> dict[str, int]:
+    """How many rows have each verdict: reproduced, partly, not reproduced first, then the others."""
     counts: dict[str, int] = {}
     for r in rows:
-        counts[r[3].get("verdict", "?")] = counts.get(r[3].get("verdict", "?"), 0) + 1
+        counts[r.claim.get("verdict", "?")] = counts.get(r.claim.get("verdict", "?"), 0) + 1
+    first = ("reproduced", "partly reproduced", "not reproduced")
+    return dict(sorted(counts.items(), key=lambda kv: (first.index(kv[0]) if kv[0] in first else 3, kv[0])))
+
+
+# ---- the verdict matrix: claims x readings, one coloured badge and one key number per cell -------------
+
+#: the badge of each verdict: CSS class (book/_static/custom.css) and a mark that does not rely on colour;
+#: every other verdict ("not judged", "not judged: non-finite") is grey
+BADGES = {"reproduced": ("verdict-reproduced", "✓"), "partly reproduced": ("verdict-partly", "◐"),
+          "not reproduced": ("verdict-not-reproduced", "✗")}
+NOT_JUDGED = ("verdict-not-judged", "–")
+
+_NUMBER = r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?:\.\.-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)?(?![\w/])"
+#: a count of seeds or runs: "3/3 seeds", "3 of 3 seeds", "trapped 9/9", "not trapped in 6/6"
+_COUNT = re.compile(r"(?:(?P<label>[A-Za-z][\w-]{3,}(?: in| on)?) )?(?<![\w./])(?P<value>\d+)(?:/| of )(?P<of>\d+)"
+                    r"(?![\w/])(?: (?P<unit>[A-Za-z]+))?")
+#: a quantity: "lambda=0.0101", "gradient 2.2e-10", "r = 0.055..0.057"
+_QUANTITY = re.compile(rf"(?:(?P<label>[A-Za-z_][\w*/%'-]*)\s*(?P<sep>[=:]?)\s*)?(?P<value>{_NUMBER})"
+                       r"(?: (?P<unit>[A-Za-z]+))?")
+_NOT_A_UNIT = {"of", "by", "in", "on", "at", "and", "or", "over", "for", "with"}
+
+
+def badge(verdict: str) -> tuple[str, str]:
+    return BADGES.get(verdict, NOT_JUDGED)
+
+
+def key_number(measured: str, width: int = 16) -> str:
+    """One short number from a claim's ``measured`` text, for a cell of the verdict matrix: the first count
+    of seeds or runs ("3/3 seeds", "trapped 9/9") where there is one, else the first quantity
+    ("lambda=0.0101", "gradient 2.2e-10") after the first ": " (the results, after the setting), else the
+    first quantity at all. Longer than ``width``: the number alone."""
+    if (m := _COUNT.search(measured)):
+        value = f"{m['value']}/{m['of']}"
+        label, unit = m["label"], m["unit"]
+    else:
+        found = list(_QUANTITY.finditer(measured))
+        results = measured.find(": ")
+        m = next((q for q in found if results >= 0 and q.start("value") > results), found[0] if found else None)
+        if m is None:
+            return ""
+        value, unit = m["value"], m["unit"]
+        label = m["label"] and m["label"] + (m["sep"] or " ")
+    unit = unit if unit and unit not in _NOT_A_UNIT else None
+    text = f"{value} {unit}" if unit else f"{label}{'' if label.endswith(('=', ':')) else ' '}{value}" if label \
+        else value
+    return text if len(text) <= width else value if len(value) <= width else value[: width - 1] + "…"
+
+
+def claim_anchor(ch: Chapter) -> str:
+    """The link to the chapter's claims section (``NN_name.html#claims``), or to the chapter page when its
+    notebook has no "Claims" heading."""
+    try:
+        cells = json.loads(ch.path.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        cells = []
+    text = "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "markdown")
+    has = re.search(r"^#{1,6}\s+Claims\s*$", text, re.M)
+    return Path(ch.entry).name + ".html" + ("#claims" if has else "")
+
+
+def row_ids(rows: list[Row]) -> list[str]:
+    """An HTML id per row (``C4-04_stationary_traps``), unique on the page: the summary links to them."""
+    ids, seen = [], {}
+    for r in rows:
+        base = f"{r.claim.get('id', '?')}-{r.chapter.stem}"
+        seen[base] = seen.get(base, 0) + 1
+        ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return ids
+
+
+def _cell(verdict: str, measured: str, tag: str = "td", extra: str = "") -> str:
+    cls, mark = badge(verdict)
+    tip = html.escape(f"{verdict}: {measured}" if measured else verdict)
+    return (f'<{tag} class="verdict {cls}{extra}" title="{tip}"><span class="verdict-mark">{mark}</span> '
+            f'{html.escape(key_number(measured))}</{tag}>')
+
+
+def reading_names(rows: list[Row]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        names += [x.get("name") for x in r.claim.get("readings") or [] if x.get("name") not in names]
+    return names
+
+
+def verdict_matrix(rows: list[Row]) -> list[str]:
+    """MyST lines of the verdict matrix (raw HTML): one row per claim row of the report (claim id, a few
+    words, a link to the chapter's claims section), one column for the headline verdict and one per
+    reading name; a coloured badge and one key number per cell (the full measured text as its tooltip);
+    an empty cell where the claim was not judged under that reading."""
+    if not rows:
+        return []
+    names = reading_names(rows)
+    head = ['<th class="claim">claim</th>', '<th class="headline"><span>headline</span></th>',
+            *(f'<th class="reading"><span>{html.escape(n)}</span></th>' for n in names)]
+    out = ['<div class="verdict-matrix-wrap full-width"><table class="verdict-matrix">',
+           "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>"]
+    for r, rid in zip(rows, row_ids(rows)):
+        cid = str(r.claim.get("id", "?"))
+        ctx = re.match(r"\s*\[([^\]]+)\]", r.claim.get("claim", ""))
+        name = CLAIM_NAMES.get(cid) or " ".join(r.claim.get("claim", "").split()[:4])
+        where = r.chapter.stem + (f" · {ctx.group(1)}" if ctx else "")
+        by_name = {x.get("name"): x for x in r.claim.get("readings") or []}
+        cells = [f'<th scope="row" class="claim" title="{html.escape(r.claim.get("claim", ""))}">'
+                 f'<a href="{html.escape(claim_anchor(r.chapter))}"><b>{html.escape(cid)}</b> {html.escape(name)}</a>'
+                 f'<span class="where">{html.escape(where)}</span></th>',
+                 _cell(r.claim.get("verdict", ""), r.claim.get("measured", ""), extra=" headline")]
+        cells += [_cell(by_name[n].get("verdict", ""), by_name[n].get("measured", "")) if n in by_name
+                  else '<td class="empty"></td>' for n in names]
+        out.append(f'<tr id="{html.escape(rid)}">' + "".join(cells) + "</tr>")
+    legend = " ".join(f'<span class="verdict {cls}"><span class="verdict-mark">{mark}</span> {v}</span>'
+                      for v, (cls, mark) in [*BADGES.items(), ("not judged", NOT_JUDGED)])
+    out += ["</tbody></table></div>", f'<p class="verdict-legend">{legend}; an empty cell: not judged under '
+            "that reading. Hover a cell for the full measurement.</p>"]
+    return ["```{raw} html", *out, "```", ""]
+
+
+# ---- the pages -------------------------------------------------------------------------------------------
+
+def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> str:
+    """The claims of every chapter in ``chs``; ``earlier`` = those shown from an earlier build whose
+    notebook, parameters or library changed since (said on the page)."""
+    rows, missing = claim_rows(site, chs)
+    counts = verdict_counts(rows)
     lines = ["# Reproduction report", "",
              "One row per claim tested by a chapter (numbered as in the design: C1-C13), generated from the",
              "claims tables the chapters wrote when they were executed for this build. A claim tested by two",
              "chapters has two rows. *Not judged* means the chapter ran with `judge_claims = False` (the",
              "`smoke` profile runs tiny sizes and judges nothing).", ""]
     if counts:
-        lines += ["Verdicts: " + ", ".join(f"**{k}**: {v}" for k, v in sorted(counts.items())) + ".", ""]
+        lines += ["Verdicts: " + ", ".join(f"**{k}**: {v}" for k, v in counts.items()) + ".", ""]
+    if rows:
+        lines += ["## At a glance", "",
+                  "Where a paper leaves a choice open (feature centring, activation, initialisation, training",
+                  "budget, ...), the chapters judge the claim under each reasonable reading. *headline* is the",
+                  "paper's own setting where it states one, and the reading the chapter argues for where it does",
+                  "not. A claim links to the chapter section that tests it.", "",
+                  *verdict_matrix(rows)]
     head = ["claim", "paper says", "chapter", "measured", "criterion", "verdict", "profile", "device"]
-    lines += [":::{div} full-width claims-report", "",
+    lines += ["::::{dropdown} Every claim in full: what the paper says, the measurement, the criterion",
+              ":class-container: claims-report", "", ":::{div} full-width", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, _, ch, c, prov in rows:
-        link = f"[{ch.stem}]({Path(ch.entry).name}.ipynb)"
+    for r in rows:
+        c, prov = r.claim, r.provenance
+        link = f"[{r.chapter.stem}]({Path(r.chapter.entry).name}.ipynb)"
         lines.append("| " + " | ".join([_esc(c.get("id", "?")), _esc(c.get("claim", "")), link,
                                         _esc(c.get("measured", "")), _esc(c.get("criterion", "")),
                                         f"**{_esc(c.get('verdict', ''))}**", _esc(prov.get("profile", "")),
                                         _esc(prov.get("device", ""))]) + " |")
-    lines += ["", ":::", ""]
-    lines += readings_grid([r[3] for r in rows], [r[2] for r in rows])
+    lines += ["", ":::", "::::", ""]
     if not rows:
         lines += ["No claims were recorded in this build.", ""]
-    untested = [c for c in DESIGN_CLAIMS if c not in {r[3].get("id") for r in rows}]
+    untested = [c for c in DESIGN_CLAIMS if c not in {r.claim.get("id") for r in rows}]
     if untested:
         lines += ["Claims of the design that no chapter of this build tested: " + ", ".join(untested) + ".", ""]
     if missing:
@@ -124,3 +250,34 @@ def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> 
         lines += ["Shown from an earlier build, although their notebook, parameters or library changed since "
                   "(rebuild them to update): " + ", ".join(f"`{c.stem}`" for c in earlier) + ".", ""]
     return "\n".join(lines)
+
+
+def _title(r: Row) -> str:
+    cid = str(r.claim.get("id", "?"))
+    return f"{cid} {CLAIM_NAMES.get(cid, '')} ({r.chapter.stem}): {r.claim.get('verdict', '')}".replace("  ", " ")
+
+
+def summary_page(site: Path, chs: list[Chapter]) -> str:
+    """``book/_summary.md``, which the introduction includes: what reproduced, in a few lines (the counts per
+    verdict and one badge per claim row, linking to its row of the report)."""
+    rows, _ = claim_rows(site, chs)
+    judged = [r for r in rows if badge(r.claim.get("verdict", "")) != NOT_JUDGED]
+    profiles = sorted({str(r.provenance.get("profile", "?")) for r in rows})
+    if not rows:
+        text = "No chapter of this build recorded its claims; the {doc}`report` lists what is missing."
+    elif not judged:
+        text = (f"The claims were not judged in this build (profile {', '.join(profiles)}: every chapter ran, at "
+                "sizes too small to judge anything). Build the `default` profile to judge them; the "
+                "{doc}`report` lists the claims tested.")
+    else:
+        counts = ", ".join(f"**{k}**: {v}" for k, v in verdict_counts(rows).items())
+        text = (f"{len(rows)} claim rows in this build (profile {', '.join(profiles)}): {counts}. "
+                "The {doc}`report` has every verdict under every reading, with the numbers.")
+    strip = " ".join(f'<a class="verdict {badge(r.claim.get("verdict", ""))[0]}" href="report.html#{html.escape(rid)}" '
+                     f'title="{html.escape(_title(r))}">'
+                     f'<span class="verdict-mark">{badge(r.claim.get("verdict", ""))[1]}</span> '
+                     f'{html.escape(str(r.claim.get("id", "?")))}</a>' for r, rid in zip(rows, row_ids(rows)))
+    lines = [":::{admonition} What reproduced", ":class: verdict-summary", "", text, ""]
+    if rows:
+        lines += ["```{raw} html", f'<p class="verdict-strip">{strip}</p>', "```", ""]
+    return "\n".join(lines + [":::", ""])

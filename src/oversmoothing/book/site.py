@@ -17,7 +17,7 @@ from .cache import _cache_key, environment_digests, executed_record, resolved_de
 from .errors import BookError, BuildFailed, Interrupted
 from .execute import _failure_message, _run_jobs
 from .folders import FolderLock, _recover_html, _swap_in
-from .pages import GENERATED, parameters_page, report_page
+from .pages import GENERATED, parameters_page, report_page, summary_page
 from .parameters import (Param, _check_device, _check_jobs, _check_profile_chapters, parse_parameters,
                          resolve_parameters, scale_out_env)
 from .toc import (Chapter, _strip_suffix, _toc_files, chapters, find_root, load_profiles, load_toc,
@@ -83,6 +83,7 @@ def _stage(root: Path, site: Path, toc: dict, in_book: list[Chapter], all_chs: l
         assets_changed |= changed and p.suffix not in (".md", ".ipynb")
     _write_if_changed(site / "book" / "parameters.md", parameters_page(root, in_book, profiles))
     _write_if_changed(site / "book" / "report.md", report_page(site, in_book, earlier))
+    _write_if_changed(site / "book" / "_summary.md", summary_page(site, in_book))
     return assets_changed
 
 
