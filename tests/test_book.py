@@ -47,8 +47,10 @@ def test_whole_book_pages_and_figures(smoke_book):
 
 
 def test_report_lists_every_claim(smoke_book):
-    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", (smoke_book["html"] / "book" / "report.html").read_text(), re.S)
-    rows = [_text(r) for r in rows]
+    report = (smoke_book["html"] / "book" / "report.html").read_text()
+    folded = re.search(r"<details[^>]*claims-report.*?</details>", report, re.S)
+    assert folded, "the full claims table is not folded in a dropdown"
+    rows = [_text(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", folded.group(0), re.S)]
     for ch in book.chapters(ROOT):
         path = smoke_book["site"] / (ch.entry + ".claims.json")
         assert path.is_file(), f"chapter {ch.stem} wrote no claims JSON"
@@ -58,6 +60,27 @@ def test_report_lists_every_claim(smoke_book):
             hits = [r for r in rows if re.search(rf"\b{re.escape(c['id'])}\b", r) and ch.stem in r]
             assert hits, f"claim {c['id']} of {ch.stem} missing from the report"
             assert c["verdict"] in hits[0] and "smoke" in hits[0]
+
+
+def test_report_opens_with_the_verdict_matrix_and_the_intro_with_the_summary(smoke_book):
+    html = smoke_book["html"] / "book"
+    report = (html / "report.html").read_text()
+    matrix = re.search(r'<table class="verdict-matrix">.*?</table>', report, re.S)
+    assert matrix and matrix.start() < report.index("<details"), "no verdict matrix above the full table"
+    claims = [c for ch in book.chapters(ROOT)
+              for c in json.loads((smoke_book["site"] / (ch.entry + ".claims.json")).read_text())["claims"]]
+    rows = re.findall(r'<tr id="([^"]+)">(.*?)</tr>', matrix.group(0), re.S)
+    assert len(rows) == len(claims)
+    for rid, row in rows:   # smoke judges nothing: grey badges; every link lands on a chapter's section
+        assert "verdict-not-judged headline" in row, rid
+        href = re.search(r'<a href="([^"#]+)(?:#([^"]+))?"', row)
+        target = (html / href.group(1)).read_text()
+        assert href.group(2) is None or f'id="{href.group(2)}"' in target, f"{rid}: no anchor #{href.group(2)}"
+    intro = (html / "intro.html").read_text()
+    summary = _text(intro[: intro.index("Why are deep graph neural networks")])
+    assert "What reproduced" in summary and "The claims were not judged in this build (profile smoke" in summary
+    links = re.findall(r'<a class="verdict verdict-not-judged" href="report.html#([^"]+)"', intro)
+    assert links == [rid for rid, _ in rows]
 
 
 def test_parameters_appendix_and_offline_math(smoke_book):

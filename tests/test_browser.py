@@ -57,3 +57,29 @@ def test_intro_and_a_chapter_render_in_chromium(smoke_book, tmp_path):
     images = _check_page(page, tmp_path, tmp_path / "chapter.png")
     if chs:
         assert "ok ../_images/" in images, f"no figure loaded on {page.name}: {images}"
+
+
+# appended to a copy of the report: after load, record how the verdict matrix and the folded table render
+REPORT_PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const cell = document.querySelector('table.verdict-matrix td.verdict');
+  const details = document.querySelector('details.claims-report');
+  const full = details && details.querySelector('table');
+  document.documentElement.setAttribute('data-report', [
+    'badge=' + (cell ? getComputedStyle(cell).backgroundColor : 'none'),
+    'folded=' + (details ? !details.open : 'none'),
+    'table-hidden=' + (full ? !full.checkVisibility() : 'none')].join(' '));
+}, 500));</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_report_shows_the_verdict_matrix_in_colour_and_the_full_table_folded(smoke_book, tmp_path):
+    page = smoke_book["html"] / "book" / "report.html"
+    _check_page(page, tmp_path, tmp_path / "report.png")
+    probe = page.with_name("report.__probe.html")
+    probe.write_text(page.read_text().replace("</body>", REPORT_PROBE + "</body>"))
+    dom = _chromium("--dump-dom", probe.as_uri(), tmp=tmp_path)
+    probe.unlink()
+    seen = re.search(r'data-report="([^"]*)"', dom)
+    assert seen, "the report probe did not run"
+    # smoke judges nothing: the badges are the grey of custom.css (the stylesheet reached the page)
+    assert seen.group(1) == "badge=rgb(229, 231, 235) folded=true table-hidden=true", seen.group(1)

@@ -1,5 +1,6 @@
 """Claims tables, provenance and the chapter opening."""
 import json
+import re
 
 import pytest
 import torch
@@ -103,21 +104,126 @@ def test_setup_chapter_refuses_cuda_without_a_gpu():
         setup_chapter("07_demo", dict(seed=0, device="cuda"))
 
 
-def test_report_page_has_a_readings_grid_from_the_claims_json(tmp_path):
+def _chapter_with_claims(site, stem, table, claims_heading=True):
+    """A chapter of ``site`` (its notebook, with or without a "Claims" heading, and its claims JSON)."""
     from oversmoothing import book
 
-    ch = book.Chapter(stem="04_x", entry="book/04_x", path=tmp_path / "04_x.ipynb")
-    t = ClaimsTable("04_x", Provenance(0, "cpu"))
-    t.add("C4", "[CSBM lambda=0.16] trap", "m", "c", True,
-          readings=[dict(name="uncentred features", setting="mean kept", verdict=False, measured="L=5 trapped")])
-    t.add("C6", "chance", "m", "c", None)
-    (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "04_x.claims.json").write_text(json.dumps(t.as_dict()))
-    page = book.report_page(tmp_path, [ch])
-    grid = page[page.index("Verdicts under each reading"):]
-    assert "| claim | chapter | headline | uncentred features |" in grid
-    assert "| C4 (CSBM lambda=0.16) | [04_x](04_x.ipynb) | **reproduced** | not reproduced |" in grid
-    assert "| C6 | [04_x](04_x.ipynb) | **not judged** |  |" in grid
+    (site / "book").mkdir(exist_ok=True)
+    nb = site / "book" / f"{stem}.ipynb"
+    heading = "## Claims" if claims_heading else "## Results"
+    nb.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": [heading]}]}))
+    (site / "book" / f"{stem}.claims.json").write_text(json.dumps(table.as_dict()))
+    return book.Chapter(stem=stem, entry=f"book/{stem}", path=nb)
+
+
+@pytest.fixture
+def judged_site(tmp_path, monkeypatch):
+    """Two chapters whose claims cover every verdict, with readings (as a default build writes them)."""
+    monkeypatch.setenv("OVERSMOOTHING_PROFILE", "default")
+    a = ClaimsTable("04_x", Provenance(0, "cpu"))
+    a.add("C4", "[CSBM lambda=0.16] trap", "L = 40, 3 graphs: GNN L=40 trapped 9/9 (by epoch 20: 9/9)", "c", True,
+          readings=[dict(name="uncentred features", setting="mean kept", verdict=False, measured="trapped 0/1"),
+                    dict(name="tanh", setting="rho = tanh", verdict="partly reproduced", measured="2/3 seeds")])
+    a.add("C6", "chance", "loss/chance ce: 1.000", "c", None)
+    b = ClaimsTable("05_y", Provenance(0, "cpu"))
+    b.add("C13", "gap", "complete (n=100): lambda=0.0101, k_1%=2", "c", False,
+          readings=[dict(name="tanh", setting="rho = tanh", verdict=True, measured="3 of 3 seeds agree")])
+    b.add("C2", "backward", "E(B) ratio", "c", True, numbers=[float("nan")])
+    chs = [_chapter_with_claims(tmp_path, "04_x", a), _chapter_with_claims(tmp_path, "05_y", b, claims_heading=False)]
+    return tmp_path, chs
+
+
+def _matrix_rows(page):
+    matrix = re.search(r'<table class="verdict-matrix">.*?</table>', page, re.S)
+    assert matrix, "no verdict matrix on the report"
+    return {m.group(1): m.group(2) for m in re.finditer(r'<tr id="([^"]+)">(.*?)</tr>', matrix.group(0), re.S)}
+
+
+def _cells(row):
+    return re.findall(r'<td class="([^"]*)"[^>]*>(.*?)</td>', row, re.S)
+
+
+def test_report_opens_with_a_verdict_matrix_of_badges_and_key_numbers(judged_site):
+    from oversmoothing import book
+
+    site, chs = judged_site
+    page = book.report_page(site, chs)
+    assert page.index("verdict-matrix") < page.index("| claim | paper says |")   # the matrix comes first
+    rows = _matrix_rows(page)
+    assert list(rows) == ["C2-05_y", "C4-04_x", "C6-04_x", "C13-05_y"]            # one row per claim row, by number
+    head = re.search(r"<thead>(.*?)</thead>", page, re.S).group(1)
+    assert re.findall(r"<span>([^<]*)</span>", head) == ["headline", "uncentred features", "tanh"]
+    # the claim: id, a few words, a link to the chapter's claims section (the page when it has none)
+    assert '<a href="04_x.html#claims"><b>C4</b> deep GNN trapped</a>' in rows["C4-04_x"]
+    assert "CSBM lambda=0.16" in rows["C4-04_x"]
+    assert '<a href="05_y.html"><b>C13</b> spectral gap sets speed</a>' in rows["C13-05_y"]
+    cells = {rid: [(cls, re.sub(r"<[^>]+>", "", text).strip()) for cls, text in _cells(row)]
+             for rid, row in rows.items()}
+    assert cells["C4-04_x"] == [("verdict verdict-reproduced headline", "✓ trapped 9/9"),
+                                ("verdict verdict-not-reproduced", "✗ trapped 0/1"),
+                                ("verdict verdict-partly", "◐ 2/3 seeds")]
+    assert cells["C6-04_x"] == [("verdict verdict-not-judged headline", "– ce:1.000"), ("empty", ""), ("empty", "")]
+    assert cells["C13-05_y"] == [("verdict verdict-not-reproduced headline", "✗ lambda=0.0101"), ("empty", ""),
+                                 ("verdict verdict-reproduced", "✓ 3/3 seeds")]
+    assert cells["C2-05_y"][0][0] == "verdict verdict-not-judged headline"         # non-finite: grey
+    assert 'title="reproduced: L = 40, 3 graphs: GNN L=40 trapped 9/9 (by epoch 20: 9/9)"' in rows["C4-04_x"]
+
+
+def test_report_keeps_the_full_table_folded_and_the_counts(judged_site):
+    from oversmoothing import book
+
+    site, chs = judged_site
+    page = book.report_page(site, chs)
+    assert ("Verdicts: **reproduced**: 1, **not reproduced**: 1, **not judged**: 1, "
+            "**not judged: non-finite**: 1.") in page
+    folded = page[page.index("::::{dropdown}"):]
+    folded = folded[: folded.index("\n::::\n")]
+    assert "| claim | paper says | chapter | measured | criterion | verdict | profile | device |" in folded
+    assert "| C4 | [CSBM lambda=0.16] trap | [04_x](04_x.ipynb) |" in folded
+    assert folded.count("| C") == 4
+
+
+@pytest.mark.parametrize("measured, key", [
+    ("reproduced, 3/3 seeds (L=12, lambda=0.157)", "3/3 seeds"),
+    ("standard CSBM (lambda = 0.160), 3 graphs x 3 seeds: GNN L=40 trapped 9/9 (by epoch 20: 9/9)", "trapped 9/9"),
+    ("GNN L=64, seeds [0, 1, 2]: mu = 8.8e-12. 3 of 3 seeds agree.", "3/3 seeds"),
+    ("complete (n=100): lambda=0.0101, k_1%=2", "lambda=0.0101"),
+    ("deep GNN: largest layer gradient 2.2e-10; deep MLP: 0.6", "gradient 2.2e-10"),
+    ("fitted rate r = 0.055..0.057", "r=0.055..0.057"),
+    ("an extraordinarily_long_quantity_name = 0.25", "0.25"),
+    ("no number at all", ""),
+])
+def test_key_number_is_one_short_number_of_the_measured_text(measured, key):
+    from oversmoothing.book import key_number
+
+    assert key_number(measured) == key
+
+
+def test_summary_counts_the_verdicts_and_links_each_claim_to_its_report_row(judged_site):
+    from oversmoothing import book
+
+    site, chs = judged_site
+    summary = book.summary_page(site, chs)
+    assert summary.startswith(":::{admonition} What reproduced")
+    assert ("4 claim rows in this build (profile default): **reproduced**: 1, **not reproduced**: 1, "
+            "**not judged**: 1, **not judged: non-finite**: 1.") in summary
+    badges = re.findall(r'<a class="verdict ([^"]+)" href="report.html#([^"]+)"', summary)
+    assert badges == [("verdict-not-judged", "C2-05_y"), ("verdict-reproduced", "C4-04_x"),
+                      ("verdict-not-judged", "C6-04_x"), ("verdict-not-reproduced", "C13-05_y")]
+    assert [rid for _, rid in badges] == list(_matrix_rows(book.report_page(site, chs)))   # the links land
+
+
+def test_summary_says_when_nothing_was_judged(tmp_path, monkeypatch):
+    from oversmoothing import book
+
+    monkeypatch.setenv("OVERSMOOTHING_PROFILE", "smoke")
+    t = ClaimsTable("01_x", Provenance(0, "cpu"))
+    t.add("C1", "decay", "r = 0.1", "c", None)
+    ch = _chapter_with_claims(tmp_path, "01_x", t)
+    assert "The claims were not judged in this build (profile smoke" in book.summary_page(tmp_path, [ch])
+    assert "verdict-not-judged" in book.summary_page(tmp_path, [ch])
+    assert "No chapter of this build recorded its claims" in book.summary_page(tmp_path / "nowhere", [ch])
+    assert "verdict-matrix" not in book.report_page(tmp_path / "nowhere", [ch])
 
 
 def test_each_kernel_gets_its_fair_share_of_the_cores(monkeypatch):

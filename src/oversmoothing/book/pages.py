@@ -123,7 +123,7 @@ def key_number(measured: str, width: int = 16) -> str:
     first quantity at all. Longer than ``width``: the number alone."""
     if (m := _COUNT.search(measured)):
         value = f"{m['value']}/{m['of']}"
-        label, unit = m["label"], m["unit"]
+        label, unit = m["label"] and m["label"] + " ", m["unit"]
     else:
         found = list(_QUANTITY.finditer(measured))
         results = measured.find(": ")
@@ -133,8 +133,7 @@ def key_number(measured: str, width: int = 16) -> str:
         value, unit = m["value"], m["unit"]
         label = m["label"] and m["label"] + (m["sep"] or " ")
     unit = unit if unit and unit not in _NOT_A_UNIT else None
-    text = f"{value} {unit}" if unit else f"{label}{'' if label.endswith(('=', ':')) else ' '}{value}" if label \
-        else value
+    text = f"{value} {unit}" if unit else f"{label}{value}" if label else value
     return text if len(text) <= width else value if len(value) <= width else value[: width - 1] + "…"
 
 
