@@ -190,6 +190,7 @@ def test_report_keeps_the_full_table_folded_and_the_counts(judged_site):
     ("complete (n=100): lambda=0.0101, k_1%=2", "lambda=0.0101"),
     ("deep GNN: largest layer gradient 2.2e-10; deep MLP: 0.6", "gradient 2.2e-10"),
     ("fitted rate r = 0.055..0.057", "r=0.055..0.057"),
+    ("17 runs, strata: rho grad vs repr -0.64 vs -0.57", "-0.64 vs -0.57"),
     ("an extraordinarily_long_quantity_name = 0.25", "0.25"),
     ("no number at all", ""),
 ])

@@ -106,10 +106,10 @@ _NUMBER = r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?:\.\.-?\d+(?:\.\d+)?(?:e[-+
 #: a count of seeds or runs: "3/3 seeds", "3 of 3 seeds", "trapped 9/9", "not trapped in 6/6"
 _COUNT = re.compile(r"(?:(?P<label>[A-Za-z][\w-]{3,}(?: in| on)?) )?(?<![\w./])(?P<value>\d+)(?:/| of )(?P<of>\d+)"
                     r"(?![\w/])(?: (?P<unit>[A-Za-z]+))?")
-#: a quantity: "lambda=0.0101", "gradient 2.2e-10", "r = 0.055..0.057"
+#: a quantity: "lambda=0.0101", "gradient 2.2e-10", "r = 0.055..0.057", or a comparison "-0.64 vs -0.57"
 _QUANTITY = re.compile(rf"(?:(?P<label>[A-Za-z_][\w*/%'-]*)\s*(?P<sep>[=:]?)\s*)?(?P<value>{_NUMBER})"
-                       r"(?: (?P<unit>[A-Za-z]+))?")
-_NOT_A_UNIT = {"of", "by", "in", "on", "at", "and", "or", "over", "for", "with"}
+                       rf"(?P<versus> vs {_NUMBER})?(?: (?P<unit>[A-Za-z]+))?")
+_NOT_A_UNIT = {"of", "by", "in", "on", "at", "and", "or", "over", "for", "with", "vs", "to", "x"}
 
 
 def badge(verdict: str) -> tuple[str, str]:
@@ -130,8 +130,8 @@ def key_number(measured: str, width: int = 16) -> str:
         m = next((q for q in found if results >= 0 and q.start("value") > results), found[0] if found else None)
         if m is None:
             return ""
-        value, unit = m["value"], m["unit"]
-        label = m["label"] and m["label"] + (m["sep"] or " ")
+        value, unit = m["value"] + (m["versus"] or ""), m["unit"]
+        label = not m["versus"] and m["label"] and m["label"] + (m["sep"] or " ")   # (the label of A vs B is A's)
     unit = unit if unit and unit not in _NOT_A_UNIT else None
     text = f"{value} {unit}" if unit else f"{label}{value}" if label else value
     return text if len(text) <= width else value if len(value) <= width else value[: width - 1] + "…"
