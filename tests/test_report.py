@@ -181,6 +181,18 @@ def test_report_keeps_the_full_table_folded_and_the_counts(judged_site):
     assert "| claim | paper says | chapter | measured | criterion | verdict | profile | device |" in folded
     assert "| C4 | [CSBM lambda=0.16] trap | [04_x](04_x.ipynb) |" in folded
     assert folded.count("| C") == 4
+    untested = re.search(r"no chapter of this build tested: (.*)\.", page).group(1).split(", ")
+    assert "C4" not in untested and "C1" in untested and len(untested) == 13 - 4
+
+
+def test_parts_of_a_claim_count_as_testing_it(tmp_path):
+    from oversmoothing import book
+
+    t = ClaimsTable("07_z", Provenance(0, "cpu"))
+    t.add("C10a", "some c", "3/3 seeds", "c", True)
+    t.add("C10b", "c = 4", "0/3 seeds", "c", False)
+    page = book.report_page(tmp_path, [_chapter_with_claims(tmp_path, "07_z", t)])
+    assert "C10," not in page and "C10." not in page and "C10a</b> Lipschitz norm, some c" in page
 
 
 @pytest.mark.parametrize("measured, key", [
