@@ -252,9 +252,13 @@ def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> 
     return "\n".join(lines)
 
 
-def _title(r: Row) -> str:
-    cid = str(r.claim.get("id", "?"))
-    return f"{cid} {CLAIM_NAMES.get(cid, '')} ({r.chapter.stem}): {r.claim.get('verdict', '')}".replace("  ", " ")
+def _badge_link(r: Row, rid: str) -> str:
+    """The claim's badge in the summary, linking to its row of the report's matrix."""
+    cid, verdict = str(r.claim.get("id", "?")), r.claim.get("verdict", "")
+    cls, mark = badge(verdict)
+    title = f"{cid} {CLAIM_NAMES.get(cid, '')} ({r.chapter.stem}): {verdict}".replace("  ", " ")
+    return (f'<a class="verdict {cls}" href="report.html#{html.escape(rid)}" title="{html.escape(title)}">'
+            f'<span class="verdict-mark">{mark}</span> {html.escape(cid)}</a>')
 
 
 def summary_page(site: Path, chs: list[Chapter]) -> str:
@@ -266,17 +270,14 @@ def summary_page(site: Path, chs: list[Chapter]) -> str:
     if not rows:
         text = "No chapter of this build recorded its claims; the {doc}`report` lists what is missing."
     elif not judged:
-        text = (f"The claims were not judged in this build (profile {', '.join(profiles)}: every chapter ran, at "
-                "sizes too small to judge anything). Build the `default` profile to judge them; the "
-                "{doc}`report` lists the claims tested.")
+        text = (f"The claims were not judged in this build (profile {', '.join(profiles)}: the chapters ran with "
+                "`judge_claims = False`). Build the `default` profile to judge them; the {doc}`report` lists the "
+                "claims tested.")
     else:
         counts = ", ".join(f"**{k}**: {v}" for k, v in verdict_counts(rows).items())
         text = (f"{len(rows)} claim rows in this build (profile {', '.join(profiles)}): {counts}. "
                 "The {doc}`report` has every verdict under every reading, with the numbers.")
-    strip = " ".join(f'<a class="verdict {badge(r.claim.get("verdict", ""))[0]}" href="report.html#{html.escape(rid)}" '
-                     f'title="{html.escape(_title(r))}">'
-                     f'<span class="verdict-mark">{badge(r.claim.get("verdict", ""))[1]}</span> '
-                     f'{html.escape(str(r.claim.get("id", "?")))}</a>' for r, rid in zip(rows, row_ids(rows)))
+    strip = " ".join(_badge_link(r, rid) for r, rid in zip(rows, row_ids(rows)))
     lines = [":::{admonition} What reproduced", ":class: verdict-summary", "", text, ""]
     if rows:
         lines += ["```{raw} html", f'<p class="verdict-strip">{strip}</p>', "```", ""]
