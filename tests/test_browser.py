@@ -83,3 +83,76 @@ def test_report_shows_the_verdict_matrix_in_colour_and_the_full_table_folded(smo
     assert seen, "the report probe did not run"
     # smoke judges nothing: the badges are the grey of custom.css (the stylesheet reached the page)
     assert seen.group(1) == "badge=rgb(229, 231, 235) folded=true table-hidden=true", seen.group(1)
+
+
+# ---- the chapters' pages as a reader sees them (issue 12) -------------------------------------------
+
+MAX_VISIBLE_LINES = 12   # a code cell shown unfolded; longer ones are plumbing and hidden (Show code)
+# The parameters cell and the cell papermill injects are the run's settings, listed at the top of every
+# chapter on purpose (see the introduction): they are exempt from the limit.
+EXEMPT = ("tag_parameters", "tag_injected-parameters")
+# appended to a copy of a chapter page: measures, after load, what the tests below check
+LAYOUT_PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const art = document.querySelector('article.bd-article');
+  const cs = getComputedStyle(art);
+  const col = art.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const figs = [...document.querySelectorAll('div.cell_output img')].map(i => {
+    const f = i.closest('figure'), cap = f && f.querySelector('figcaption');
+    return {src: i.getAttribute('src'), alt: i.getAttribute('alt') || '', natural: i.naturalWidth,
+            shown: i.getBoundingClientRect().width, caption: cap ? cap.innerText.trim() : ''};
+  });
+  // shown unfolded: not inside a closed <details> (hide-input's "Show code") and laid out at all
+  const shown = c => !c.closest('details:not([open])') && c.offsetParent !== null;
+  const code = [...document.querySelectorAll('div.cell_input')].filter(shown).map(c => {
+    const cell = c.closest('div.cell');
+    const pre = c.querySelector('pre');
+    return {lines: pre ? pre.innerText.replace(/\\n+$/, '').split('\\n').length : 0, cls: cell ? cell.className : '',
+            first: pre ? pre.innerText.split('\\n')[0].slice(0, 80) : ''};
+  });
+  document.documentElement.setAttribute('data-layout', JSON.stringify({col, figs, code}));
+}, 500));</script>"""
+
+
+def _layout(page: Path, tmp: Path) -> dict:
+    import json
+
+    probe = page.with_name(page.stem + ".__layout.html")
+    probe.write_text(page.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    try:
+        dom = _chromium("--window-size=1280,1600", "--dump-dom", probe.as_uri(), tmp=tmp)
+    finally:
+        probe.unlink()
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found, f"{page.name}: the layout probe did not run"
+    return json.loads(htmllib.unescape(found.group(1)))
+
+
+def _looks_generated(alt: str) -> bool:
+    """myst-nb's default alt text is the image's path, a content hash."""
+    return bool(re.search(r"[0-9a-f]{16,}|\.(png|jpe?g|svg)$", alt)) or len(alt.strip()) < 15
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_chapter_figures_captions_widths_and_short_visible_code(smoke_book, tmp_path):
+    """Every chapter at 1280 px: each figure sits in a <figure> with a numbered caption and real alt text,
+    is no wider than the text column (neither as shown nor at its own pixel size: a shrunk PNG shrinks
+    its fonts), and no code cell shown unfolded is longer than MAX_VISIBLE_LINES lines."""
+    problems = []
+    for ch in book.chapters(ROOT):
+        page = smoke_book["html"] / (ch.entry + ".html")
+        lay = _layout(page, tmp_path)
+        col = lay["col"]
+        assert col > 300, f"{page.name}: no text column measured ({col})"
+        assert lay["figs"], f"{page.name}: no figure found"
+        for k, f in enumerate(lay["figs"], 1):
+            where = f"{ch.stem} figure {k} ({f['src'].rsplit('/', 1)[-1][:12]})"
+            if not re.match(r"Fig\. ?\d+", f["caption"]) or len(f["caption"]) < 20:
+                problems.append(f"{where}: no numbered caption ({f['caption'][:40]!r})")
+            if _looks_generated(f["alt"]):
+                problems.append(f"{where}: alt text is {f['alt'][:40]!r}, not a description")
+            if f["shown"] > col + 0.5 or f["natural"] > col:
+                problems.append(f"{where}: {f['natural']} px PNG shown {f['shown']:.0f} px, column {col:.0f} px")
+        for c in lay["code"]:
+            if c["lines"] > MAX_VISIBLE_LINES and not any(t in c["cls"].split() for t in EXEMPT):
+                problems.append(f"{ch.stem}: visible code cell of {c['lines']} lines: {c['first']!r}")
+    assert not problems, "\n".join(problems)

@@ -14,7 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["use_style", "PALETTE", "subplots", "layer_heatmap", "layer_curves", "loss_curves", "label_for"]
+__all__ = ["use_style", "PALETTE", "PAGE_WIDTH", "subplots", "layer_heatmap", "layer_curves", "loss_curves", "label_for",
+           "show_table", "format_number"]
+
+#: the widest figure (inches) that fits the book's text column unscaled at the house style's figure.dpi (110):
+#: 5.9 in = 649 px, 671 px with the 0.1 in margins of the inline PNG: the column is 688 px wide in a 1280 px
+#: window (672 px inside a figure); wider PNGs are shrunk by the browser and their fonts with them
+PAGE_WIDTH = 5.9
 
 PALETTE = "colorblind"
 LABELS = {
@@ -40,8 +46,54 @@ def use_style(context: str = "notebook") -> None:
 
 
 def subplots(nrows=1, ncols=1, width=4.2, height=3.4, **kw):
-    """plt.subplots with a per-panel size (inches)."""
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+    """plt.subplots with a per-panel size (inches).  The figure is never wider than :data:`PAGE_WIDTH`:
+    wider requests are narrowed (panel heights kept), so the page shows it at its own size."""
+    total = min(width * ncols, PAGE_WIDTH)
+    return plt.subplots(nrows, ncols, figsize=(total, height * nrows), **kw)
+
+
+def format_number(x, digits: int = 3) -> str:
+    """One table cell as text: ``digits`` decimals (``digits`` significant digits for values below
+    ``10**-(digits-1)``, which would keep one or none), scientific (``digits - 1`` decimals) only below
+    10^-3 and from 10^6 in size; integers as integers, booleans as True/False, NaN/None as "–"."""
+    if x is None:
+        return "–"
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):d}"
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if not np.isfinite(x):
+            return "–" if np.isnan(x) else ("∞" if x > 0 else "−∞")
+        if x == 0:
+            return "0"
+        if abs(x) < 1e-3 or abs(x) >= 1e6:
+            return f"{x:.{max(digits - 1, 0)}e}"
+        if abs(x) < 10.0 ** -(digits - 1):  # 0.00539 would lose its digits at 3 decimals: significant digits
+            return f"{x:.{max(digits, 1)}g}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def show_table(df, digits: int = 3, index: bool = False, caption: str | None = None, formats: dict | None = None):
+    """A DataFrame as the book shows it: a pandas Styler with every number through :func:`format_number`
+    (no raw ``1.377998e+02``), the default 0..n-1 index hidden unless ``index=True`` (keep it when the
+    index names the rows), an optional caption.  ``formats`` maps a column to its own format string or
+    callable (e.g. ``{"p": "{:.1e}"}``)."""
+    import pandas as pd
+
+    df = df if isinstance(df, pd.DataFrame) else pd.DataFrame(df)
+    fmt = lambda v: format_number(v, digits)  # noqa: E731
+    sty = df.style.format(fmt)
+    sty = sty.format_index(fmt, axis=0).format_index(fmt, axis=1)
+    if formats:
+        sty = sty.format({c: f for c, f in formats.items() if c in df.columns}, na_rep="–")
+    if not index:
+        sty = sty.hide(axis="index")
+    if caption:
+        sty = sty.set_caption(caption)
+    return sty
 
 
 def _positive(values):
