@@ -17,6 +17,7 @@ from oversmoothing.figures import PAGE_WIDTH, format_number, show_table, subplot
     (0.0012, "0.0012"), (0.00539, "0.00539"), (0.0004, "4.00e-04"), (1.2e-5, "1.20e-05"), (2.5e7, "2.50e+07"), (999999.0, "999999.000"), (0.0, "0"),
     (3, "3"), (np.int64(5), "5"), (np.float32(0.25), "0.250"), (True, "True"), (np.bool_(False), "False"),
     (float("nan"), "–"), (None, "–"), (float("inf"), "∞"), ("chameleon", "chameleon"),
+    ([-1.422497, 5.876415], "[-1.422, 5.876]"), (np.array([2, 3]), "[2, 3]"),
 ])
 def test_format_number(value, text):
     assert format_number(value) == text

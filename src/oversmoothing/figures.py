@@ -58,6 +58,8 @@ def format_number(x, digits: int = 3) -> str:
     10^-3 and from 10^6 in size; integers as integers, booleans as True/False, NaN/None as "–"."""
     if x is None:
         return "–"
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(format_number(v, digits) for v in x) + "]"
     if isinstance(x, (bool, np.bool_)):
         return str(bool(x))
     if isinstance(x, (int, np.integer)):
