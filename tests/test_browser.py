@@ -88,6 +88,7 @@ def test_report_shows_the_verdict_matrix_in_colour_and_the_full_table_folded(smo
 # ---- the chapters' pages as a reader sees them (issue 12) -------------------------------------------
 
 MAX_VISIBLE_LINES = 12   # a code cell shown unfolded; longer ones are plumbing and hidden (Show code)
+MIN_FIGURE_PX = 500      # a figure narrower than this wastes the column and shrinks its fonts
 # The parameters cell and the cell papermill injects are the run's settings, listed at the top of every
 # chapter on purpose (see the introduction): they are exempt from the limit.
 EXEMPT = ("tag_parameters", "tag_injected-parameters")
@@ -136,7 +137,7 @@ def _looks_generated(alt: str) -> bool:
 def test_chapter_figures_captions_widths_and_short_visible_code(smoke_book, tmp_path):
     """Every chapter at 1280 px: each figure sits in a <figure> with a numbered caption and real alt text,
     is no wider than the text column (neither as shown nor at its own pixel size: a shrunk PNG shrinks
-    its fonts), and no code cell shown unfolded is longer than MAX_VISIBLE_LINES lines."""
+    its fonts) and at least MIN_FIGURE_PX wide, and no code cell shown unfolded is longer than MAX_VISIBLE_LINES lines."""
     problems = []
     for ch in book.chapters(ROOT):
         page = smoke_book["html"] / (ch.entry + ".html")
@@ -152,6 +153,8 @@ def test_chapter_figures_captions_widths_and_short_visible_code(smoke_book, tmp_
                 problems.append(f"{where}: alt text is {f['alt'][:40]!r}, not a description")
             if f["shown"] > col + 0.5 or f["natural"] > col:
                 problems.append(f"{where}: {f['natural']} px PNG shown {f['shown']:.0f} px, column {col:.0f} px")
+            if f["shown"] < MIN_FIGURE_PX:
+                problems.append(f"{where}: shown {f['shown']:.0f} px wide, less than {MIN_FIGURE_PX} px")
         for c in lay["code"]:
             if c["lines"] > MAX_VISIBLE_LINES and not any(t in c["cls"].split() for t in EXEMPT):
                 problems.append(f"{ch.stem}: visible code cell of {c['lines']} lines: {c['first']!r}")
