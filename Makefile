@@ -43,6 +43,8 @@ test: $(STAMP) chromium
 benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_library.py
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_busy.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
