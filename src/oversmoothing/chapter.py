@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -39,6 +40,7 @@ def setup_chapter(name: str, namespace: dict):
     """
     params = check_all(chapter_parameters(namespace), name)
     namespace.update(params)          # e.g. depth = 5.0 from papermill's YAML becomes 5
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's note on ipywidgets: not a result
     use_style()
     share = os.environ.get("OVERSMOOTHING_THREADS", "")
     if share.isdigit() and int(share) > 0:
