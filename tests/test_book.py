@@ -160,3 +160,31 @@ def test_a_sphinx_warning_fails_the_build(minibook):
     proc = runner("--root", minibook, "build", "--profile", "smoke", "--chapters", "01_ok", "--no-progress")
     assert proc.returncode == 1
     assert "jupyter-book build failed" in proc.stderr and "no_such_page" in proc.stderr
+
+
+def test_every_glued_number_in_the_prose_shows_this_runs_value(smoke_book):
+    """The numbers bound to the run ({glue:text}`key:fmt`) are resolved on every page: the executed notebook
+    recorded every key its prose uses, and the page shows each value in its format (myst-nb drops a missing
+    key silently from the page, with only a warning)."""
+    import math
+
+    from test_project import glue_roles
+
+    for ch in book.chapters(ROOT):
+        nb = json.loads((smoke_book["site"] / (ch.entry + ".ipynb")).read_text())
+        recorded = {o["metadata"]["scrapbook"]["name"]: o["data"] for c in nb["cells"] for o in c.get("outputs", [])
+                    if "scrapbook" in o.get("metadata", {})}
+        roles = glue_roles(nb["cells"])
+        missing = sorted({k for k, _ in roles} - set(recorded))
+        assert not missing, f"{ch.stem}: glue keys not recorded by the run: {missing}"
+        text = re.sub(r"\s+", " ", _text((smoke_book["html"] / (ch.entry + ".html")).read_text()))
+        assert "{glue" not in text and "glue:text" not in text, f"{ch.stem}: an unresolved glue role"
+        for key, spec in roles:
+            plain = next(v for m, v in recorded[key].items() if m.endswith("text/plain"))
+            try:
+                value = float(plain)
+            except ValueError:
+                continue
+            value = int(value) if plain.lstrip("-").isdigit() else value
+            shown = format(value, spec) if spec else plain
+            assert math.isnan(value) or shown in text, f"{ch.stem}: {key} = {shown} is not on the page"

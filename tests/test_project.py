@@ -112,3 +112,33 @@ def test_the_science_core_is_flat_and_imports_no_experiment_or_runner():
         assert imported <= core, f"{name}.py imports {sorted(imported - core)}"
     assert "datasets" not in {m.split(".")[0] for m in _imported_modules(src / "graphs.py")}
     assert {p.stem for p in (src / "experiments").glob("*.py")} >= {"grid", "smoothing", "traps", "gradients", "remedies"}
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")          # {glue:text}`key:.2f`, {glue}`key`
+GLUE_CALL = re.compile(r"""\bglue\(\s*["']([^"']+)["']""")      # glue("key", value) in a code cell
+
+
+def glue_roles(cells) -> list[tuple[str, str]]:
+    """(key, format spec) of every glue role in the markdown cells."""
+    out = []
+    for c in cells:
+        if c["cell_type"] == "markdown":
+            for text in GLUE_ROLE.findall("".join(c["source"])):
+                key, _, spec = text.partition(":")
+                out.append((key, spec))
+    return out
+
+
+def test_every_glued_number_in_the_prose_is_glued_by_its_own_chapter():
+    """A number of the run quoted in a chapter's prose ({glue:text}`key:fmt`) must be glue()d by a code cell of the
+    same notebook (glue keys are page-level; a missing one renders as nothing), under the chapter's own prefix."""
+    for nb in sorted((ROOT / "book").glob("0*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        glued = {k for c in cells if c["cell_type"] == "code" for k in GLUE_CALL.findall("".join(c["source"]))}
+        used = {k for k, _ in glue_roles(cells)}
+        assert used <= glued, f"{nb.name}: glue roles without a glue() call: {sorted(used - glued)}"
+        wrong = sorted(k for k in glued | used if not k.startswith(f"ch{nb.name[:2]}_"))
+        assert not wrong, f"{nb.name}: glue keys without the chapter's prefix ch{nb.name[:2]}_: {wrong}"
+        for k, spec in glue_roles(cells):
+            if spec:
+                format(1.5 if spec[-1] not in "d" else 1, spec)  # a valid Python format spec
