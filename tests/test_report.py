@@ -61,7 +61,7 @@ def test_readings_and_metrics_round_trip_through_the_json(tmp_path, monkeypatch)
     r = d["claims"][0]["readings"]
     assert [x["verdict"] for x in r] == ["not reproduced", "not judged"]
     assert r[0] == {"name": "uncentred features", "setting": "mean kept", "verdict": "not reproduced",
-                    "measured": "L=5 trapped"}
+                    "measured": "L=5 trapped", "key": ""}
     assert d["metrics"] == {"test_acc_L64": 0.845, "ratio": None}
     assert "Other readings" in t.to_markdown() and "uncentred features" in t.to_markdown()
 
@@ -278,3 +278,66 @@ def test_glue_records_the_value_for_the_prose_and_runs_without_myst_nb(monkeypat
                         if name == "myst_nb" else real_import(name, *a, **k))
     shown.clear()
     assert glue("r_mid", 0.5) == 0.5 and not shown
+
+
+def test_a_chapters_key_wins_over_the_guess_and_round_trips_through_the_json(tmp_path, monkeypatch):
+    """A claim's/reading's ``key`` is what the verdict matrix shows; without one the matrix guesses from
+    ``measured``; the tooltip keeps the full measured text; the key survives save() and the JSON."""
+    from oversmoothing import book
+
+    monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(tmp_path / "t.claims.json"))
+    t = ClaimsTable("08_z", Provenance(0, "cpu"))
+    t.add("C8", "grad", "seeds [0, 1, 2]: graph part 9.4e-02, 7.6e-02. 3 of 3 seeds agree.", "c", False,
+          key="graph ×0.08-0.11",
+          readings=[dict(name="He init", setting="s", verdict=False, measured="3 of 3 seeds; graph 0.09",
+                         key="graph ×0.08-0.11"),
+                    dict(name="no control", setting="s", verdict="partly reproduced", measured="trapped 2/3")])
+    t.add("C7", "s helps", "GNN trap epoch by s: 0.5: 0, 1: 0", "c", False, key="trap at ep. 0")
+    data = json.loads(t.save().read_text())
+    assert [c["key"] for c in data["claims"]] == ["graph ×0.08-0.11", "trap at ep. 0"]
+    assert [r["key"] for r in data["claims"][0]["readings"]] == ["graph ×0.08-0.11", ""]
+    ch = _chapter_with_claims(tmp_path, "08_z", t)
+    rows = _matrix_rows(book.report_page(tmp_path, [ch]))
+    cells = {rid: [re.sub(r"<[^>]+>", "", text).strip() for _, text in _cells(row)] for rid, row in rows.items()}
+    assert cells["C7-08_z"][0] == "✗ trap at ep. 0"                     # not the guess "s:0.5"
+    assert cells["C8-08_z"] == ["✗ graph ×0.08-0.11", "✗ graph ×0.08-0.11", "◐ trapped 2/3"]  # absent: guessed
+    assert 'title="not reproduced: GNN trap epoch by s: 0.5: 0, 1: 0"' in rows["C7-08_z"]   # full text kept
+    assert book.pages.key_of({"measured": "trapped 2/3", "key": ""}) == "trapped 2/3"
+    assert book.pages.key_of({"measured": "trapped 2/3", "key": "x = 1"}) == "x = 1"
+
+
+def test_a_hand_written_claims_json_with_keys_fills_the_matrix(tmp_path):
+    """The verdict matrix of a claims JSON written by hand (as a default build would write it, with keys)."""
+    from oversmoothing import book
+
+    (tmp_path / "book").mkdir()
+    nb = tmp_path / "book" / "04_w.ipynb"
+    nb.write_text(json.dumps({"cells": []}))
+    (tmp_path / "book" / "04_w.claims.json").write_text(json.dumps({"chapter": "04_w", "claims": [
+        {"id": "C4", "claim": "trap", "measured": "GNN L=40 trapped 9/9", "criterion": "c", "verdict": "reproduced",
+         "key": "trapped 9/9", "readings": [
+             {"name": "tanh", "setting": "s", "verdict": "partly reproduced",
+              "measured": "GNN L=40 trapped 1/1; GNN L=5 trained 1/1; MLP L=40 not trapped 1/1", "key": "L=40 ep.20: 0/1"},
+             {"name": "softplus (offset)", "setting": "s", "verdict": "not reproduced",
+              "measured": "GNN L=40 trapped 1/1; GNN L=5 trained 0/1"}]},      # an older JSON: no key
+        {"id": "C6", "claim": "chance", "measured": "loss/chance ce: 1.000", "criterion": "c",
+         "verdict": "reproduced", "key": "loss/chance 1.00", "readings": []}], "metrics": {}, "provenance": {}}))
+    ch = book.Chapter(stem="04_w", entry="book/04_w", path=nb)
+    lines = book.verdict_matrix(book.claim_rows(tmp_path, [ch])[0])
+    rows = _matrix_rows("\n".join(lines))
+    cells = {rid: [re.sub(r"<[^>]+>", "", text).strip() for _, text in _cells(row)] for rid, row in rows.items()}
+    assert cells["C4-04_w"] == ["✓ trapped 9/9", "◐ L=40 ep.20: 0/1", "✗ trapped 1/1"]
+    assert cells["C6-04_w"] == ["✓ loss/chance 1.00", "", ""]
+
+
+def test_a_too_long_key_is_truncated_not_refused():
+    """Documented choice: a key over KEY_WIDTH (16) characters is cut to 16 with "…" (a chapter whose numbers
+    format long still saves its verdicts); whitespace is collapsed."""
+    from oversmoothing.report import KEY_WIDTH, Reading
+
+    t = ClaimsTable("x")
+    c = t.add("C1", "a", "m", "c", True, key="a very long key number indeed",
+              readings=[dict(name="n", setting="s", verdict=True, measured="m", key="  r ≤  0.115 ")])
+    assert len(c.key) == KEY_WIDTH == 16 and c.key == "a very long key…"
+    assert c.readings[0].key == "r ≤ 0.115"
+    assert Reading("n", "s", True, "m").key == "" and t.add("C2", "a", "m", "c", True).key == ""

@@ -14,10 +14,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
+__all__ = ["KEY_WIDTH", "Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
 
 NON_FINITE = "not judged: non-finite"
 VERDICTS = ("reproduced", "not reproduced", "partly reproduced", "not judged", NON_FINITE)
+#: the longest key number a claim or reading may carry (a cell of the report's verdict matrix)
+KEY_WIDTH = 16
+
+
+def short_key(key) -> str:
+    """A claim's key number as stored: a string, stripped, at most :data:`KEY_WIDTH` characters. A longer
+    key is truncated (its last kept character replaced by "…") rather than refused, so that a chapter whose
+    numbers happen to format long still finishes and saves its verdicts."""
+    key = " ".join(str(key or "").split())
+    return key if len(key) <= KEY_WIDTH else key[: KEY_WIDTH - 1] + "…"
 
 
 def _finite(numbers) -> bool:
@@ -77,9 +87,11 @@ class Reading:
     setting: str     # what changes under this reading
     verdict: str     # one of VERDICTS
     measured: str    # the numbers under this reading
+    key: str = ""    # the one short number that best states the result (<= KEY_WIDTH characters; longer is cut)
 
     def __post_init__(self):
         self.verdict = verdict_of(self.verdict)
+        self.key = short_key(self.key)
 
 
 @dataclass
@@ -90,8 +102,10 @@ class Claim:
     criterion: str   # what would count as reproduced, fixed before looking
     verdict: str     # one of VERDICTS
     readings: list[Reading] = field(default_factory=list)  # the headline reading first is not repeated here
+    key: str = ""    # the one short number that best states the result (<= KEY_WIDTH characters; longer is cut)
 
     def __post_init__(self):
+        self.key = short_key(self.key)
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
@@ -138,18 +152,22 @@ class ClaimsTable:
     """Collects the chapter's verdicts and key numbers; ``show()`` renders them, ``save()`` writes the JSON.
 
     JSON layout: ``{chapter, claims: [{id, claim, measured, criterion, verdict, readings: [{name, setting,
-    verdict, measured}]}], metrics: {name: number}, provenance: {...}}``.
+    verdict, measured, key}], key}], metrics: {name: number}, provenance: {...}}``; ``key`` is the one short
+    number the report's verdict matrix shows ("" where none was given: the report then guesses one from
+    ``measured``).
     """
 
     def __init__(self, chapter: str, provenance: Provenance | None = None):
         self.chapter, self.provenance, self.claims, self.metrics = chapter, provenance, [], {}
 
     def add(self, id: str, claim: str, measured: str, criterion: str, verdict: str | bool | None,
-            numbers=None, readings: list[Reading | dict] | None = None) -> Claim:
+            numbers=None, readings: list[Reading | dict] | None = None, key: str = "") -> Claim:
         """Record one claim. ``numbers``: the measurements the verdict rests on; if any is inf or NaN the
-        verdict is :data:`NON_FINITE` whatever was passed. ``readings``: the verdict under other readings."""
+        verdict is :data:`NON_FINITE` whatever was passed. ``readings``: the verdict under other readings
+        (dicts may carry a ``key`` too). ``key``: the one short number that best states the result, for the
+        report's verdict matrix (at most :data:`KEY_WIDTH` characters; a longer one is truncated with "…")."""
         c = Claim(id, claim, measured, criterion, verdict_of(verdict, numbers),
-                  [r if isinstance(r, Reading) else Reading(**r) for r in (readings or [])])
+                  [r if isinstance(r, Reading) else Reading(**r) for r in (readings or [])], key=key)
         self.claims.append(c)
         return c
 

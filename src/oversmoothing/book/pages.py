@@ -159,11 +159,17 @@ def row_ids(rows: list[Row]) -> list[str]:
     return ids
 
 
-def _cell(verdict: str, measured: str, tag: str = "td", extra: str = "") -> str:
+def key_of(entry: dict) -> str:
+    """The key number of a claim or reading of the claims JSON: its own ``key`` where the chapter gave one,
+    else the number :func:`key_number` guesses from its ``measured`` text."""
+    return str(entry.get("key") or "").strip() or key_number(entry.get("measured", "") or "")
+
+
+def _cell(verdict: str, measured: str, tag: str = "td", extra: str = "", key: str = "") -> str:
     cls, mark = badge(verdict)
     tip = html.escape(f"{verdict}: {measured}" if measured else verdict)
     return (f'<{tag} class="verdict {cls}{extra}" title="{tip}"><span class="verdict-mark">{mark}</span> '
-            f'{html.escape(key_number(measured))}</{tag}>')
+            f'{html.escape(key or key_number(measured))}</{tag}>')
 
 
 def reading_names(rows: list[Row]) -> list[str]:
@@ -176,7 +182,8 @@ def reading_names(rows: list[Row]) -> list[str]:
 def verdict_matrix(rows: list[Row]) -> list[str]:
     """MyST lines of the verdict matrix (raw HTML): one row per claim row of the report (claim id, a few
     words, a link to the chapter's claims section), one column for the headline verdict and one per
-    reading name; a coloured badge and one key number per cell (the full measured text as its tooltip);
+    reading name; a coloured badge and one key number per cell (the chapter's ``key``, else a guess from
+    ``measured``; the full measured text as its tooltip);
     an empty cell where the claim was not judged under that reading."""
     if not rows:
         return []
@@ -194,8 +201,10 @@ def verdict_matrix(rows: list[Row]) -> list[str]:
         cells = [f'<th scope="row" class="claim" title="{html.escape(r.claim.get("claim", ""))}">'
                  f'<a href="{html.escape(claim_anchor(r.chapter))}"><b>{html.escape(cid)}</b> {html.escape(name)}</a>'
                  f'<span class="where">{html.escape(where)}</span></th>',
-                 _cell(r.claim.get("verdict", ""), r.claim.get("measured", ""), extra=" headline")]
-        cells += [_cell(by_name[n].get("verdict", ""), by_name[n].get("measured", "")) if n in by_name
+                 _cell(r.claim.get("verdict", ""), r.claim.get("measured", ""), extra=" headline",
+                       key=key_of(r.claim))]
+        cells += [_cell(by_name[n].get("verdict", ""), by_name[n].get("measured", ""), key=key_of(by_name[n]))
+                  if n in by_name
                   else '<td class="empty"></td>' for n in names]
         out.append(f'<tr id="{html.escape(rid)}">' + "".join(cells) + "</tr>")
     legend = " ".join(f'<span class="verdict {cls}"><span class="verdict-mark">{mark}</span> {v}</span>'
