@@ -417,3 +417,37 @@ def test_bad_values_are_refused_before_any_kernel_starts(minibook, args, message
     proc = runner("--root", minibook, *args, "--no-progress")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (minibook / "_runs").exists() and not (minibook / "_staging").exists()
+
+
+def test_a_kernel_that_did_not_start_is_started_again(tmp_path, monkeypatch):
+    """Two kernels started at once can draw the same free port ("Address already in use", then "Kernel didn't
+    respond in 60 seconds"); no cell ran, so the runner starts the notebook again instead of failing it.
+    Any other error is not retried."""
+    import nbformat
+    import papermill
+
+    from oversmoothing.book import execute
+
+    calls = []
+
+    def flaky(input_path, output_path, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel didn't respond in 60 seconds")
+        nbformat.write(nbformat.v4.new_notebook(), output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    job = {"name": "01_x", "input": "in.ipynb", "tmp_nb": str(tmp_path / "tmp" / "01_x.ipynb"), "cwd": str(tmp_path),
+           "parameters": {}, "how": "test", "log": None,
+           "env": {"OVERSMOOTHING_CLAIMS": str(tmp_path / "tmp" / "01_x.claims.json")}}
+    res = execute._execute(job)
+    assert res["ok"] and res["kernel_starts"] == 2 and len(calls) == 2
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise RuntimeError("some other failure")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    res = execute._execute(job)
+    assert not res["ok"] and "some other failure" in res["error"] and len(calls) == 1

@@ -35,8 +35,19 @@ def _finish_notebook(nb_path: Path, how: str, record: dict) -> None:
     nbformat.write(nb, str(nb_path))
 
 
+#: a kernel that never started (two kernels started at once can pick the same free port: "Address already in
+#: use", then "Kernel didn't respond"): no cell ran, so the notebook is simply started again
+KERNEL_START_ERRORS = ("Kernel didn't respond", "Kernel died before replying to kernel_info")
+KERNEL_START_TRIES = 3
+
+
+def _kernel_did_not_start(exc: Exception) -> bool:
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in KERNEL_START_ERRORS)
+
+
 def _execute(job: dict) -> dict:
-    """Run one notebook into tmp files (worker side). The runner moves them into place (``_commit``)."""
+    """Run one notebook into tmp files (worker side). The runner moves them into place (``_commit``).
+    A kernel that fails to start is started again (up to :data:`KERNEL_START_TRIES` times)."""
     import papermill as pm
 
     tmp_nb, tmp_json = Path(job["tmp_nb"]), Path(job["env"]["OVERSMOOTHING_CLAIMS"])
@@ -47,9 +58,18 @@ def _execute(job: dict) -> dict:
     t0 = time.perf_counter()
     res = {"name": job["name"], "ok": False, "log": job.get("log"), "injected": bool(job["parameters"])}
     try:
-        pm.execute_notebook(job["input"], str(tmp_nb), parameters=job["parameters"], kernel_name=KERNEL,
-                            cwd=job["cwd"], progress_bar=False, log_output=False,
-                            request_save_on_cell_execute=False)
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            try:
+                pm.execute_notebook(job["input"], str(tmp_nb), parameters=job["parameters"], kernel_name=KERNEL,
+                                    cwd=job["cwd"], progress_bar=False, log_output=False,
+                                    request_save_on_cell_execute=False)
+                break
+            except Exception as e:  # noqa: BLE001
+                if attempt == KERNEL_START_TRIES or not _kernel_did_not_start(e):
+                    raise
+                print(f"kernel did not start ({e}); starting it again (try {attempt + 1} of {KERNEL_START_TRIES})",
+                      file=sys.stderr, flush=True)
+        res["kernel_starts"] = attempt
         seconds = round(time.perf_counter() - t0, 2)
         _finish_notebook(tmp_nb, job["how"], {
             "key": job.get("key") or "run", "parameters": job["parameters"], "seconds": seconds,
