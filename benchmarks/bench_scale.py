@@ -31,14 +31,14 @@ from oversmoothing.experiments import grid
 
 def res_gcn_run(cfg: dict) -> dict:
     """One run of chapter 07's residual-GCN grid (``gradients.run``), summary row without wall times."""
-    from oversmoothing import datasets, graphs
-from oversmoothing.experiments import gradients
+    from oversmoothing import datasets
+    from oversmoothing.experiments import gradients
 
     g = grid.per_process(("graph", cfg["dataset"], cfg["split"]),  # once per process, as gradients.sweep does
                          lambda: datasets.load(cfg["dataset"], split=cfg["split"]))
     summary, _ = gradients.run(g, "res_gcn", cfg["depth"], hidden=cfg["hidden"], lipschitz_c=cfg["c"],
-                          epochs=cfg["epochs"], lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=cfg["seed"],
-                          record_every=cfg["epochs"], device=cfg["device"], progress=False)
+                               epochs=cfg["epochs"], lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=cfg["seed"],
+                               record_every=cfg["epochs"], device=cfg["device"], progress=False)
     summary.pop("seconds")
     return summary
 

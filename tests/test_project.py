@@ -142,3 +142,13 @@ def test_every_glued_number_in_the_prose_is_glued_by_its_own_chapter():
         for k, spec in glue_roles(cells):
             if spec:
                 format(1.5 if spec[-1] not in "d" else 1, spec)  # a valid Python format spec
+
+
+def test_every_benchmark_imports_and_explains_itself():
+    """The benchmarks are not run by the tests (they time things), but each must import and answer --help."""
+    import subprocess
+    import sys
+
+    for bench in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        proc = subprocess.run([sys.executable, str(bench), "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage" in proc.stdout.lower(), f"{bench.name}: {proc.stderr[-800:]}"
