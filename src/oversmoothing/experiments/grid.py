@@ -1,8 +1,9 @@
-"""One function for every training grid: :func:`run_grid` runs ``fn(config)`` for each config,
+"""One function for every training grid: :func:`run_grid` runs ``fn(config, **inputs)`` for each config,
 caches each result content-addressed, and runs locally or on a Dask cluster.
 
 Cache key = sha256 of (fn's module + qualname, fn's source, canonical JSON of the config, the
-library hash, the resolved device, torch's version).  The library hash is over the abstract syntax
+:func:`digest` of each input (e.g. the graph's tensors), the library hash, the resolved device, torch's
+version).  The library hash is over the abstract syntax
 trees of ``src/oversmoothing/**.py`` minus docstrings (comments and formatting never count), the
 runner and presentation files excluded (:data:`NOT_HASHED`).  Results are written atomically as
 they complete, so an interrupted grid resumes where it stopped and two chapters that need the same
@@ -301,7 +302,7 @@ def _fair_threads(slots: dict) -> int:
 
 def _task(fn, config, lib, device, slots, gpus, inputs=None):
     """Runs on a Dask worker: checks the library matches the client's, sets fair threads (and the GPU),
-    silences progress bars, then ``fn(config)``.  Returns (result, seconds)."""
+    silences progress bars, then ``fn(config, **inputs)``.  Returns (result, seconds)."""
     import torch
 
     if lib != library_hash():
