@@ -2,7 +2,7 @@
 
 The slice: 8 runs of the 64-layer residual GCN on Cora (hidden 64, Adam lr 0.005, weight decay 5e-4;
 4 splits/seeds x {no normalisation, Lipschitz c = 4}), trained exactly as ``gradients.run`` trains them in
-chapter 07, through :func:`oversmoothing.experiments.grid.run_grid`:
+chapter 07, through :func:`oversmoothing.grid.run_grid`:
 
 * local : the 8 runs one after another in this process, torch with ``--local-threads`` threads
           (default 1, as the default-profile chapters set; 0 = all cores, torch's default, which on a
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from oversmoothing.experiments import grid
+from oversmoothing import grid
 
 def res_gcn_run(cfg: dict) -> dict:
     """One run of chapter 07's residual-GCN grid (``gradients.run``), summary row without wall times."""
@@ -70,7 +70,7 @@ def main(argv=None):
     t_local = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    client = grid._client(a.workers, None, "cpu")
+    client = grid.executors.client(a.workers, None, "cpu")
     client.wait_for_workers(a.workers)
     t_start = time.perf_counter() - t0
     t1 = time.perf_counter()

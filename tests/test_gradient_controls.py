@@ -1,12 +1,12 @@
-"""Chapter 06's controls at initialisation (gradients.make_model_or_control, he_rescale_, init_gradients,
-init_summary, seed_verdict)."""
+"""Chapter 06's controls at initialisation (models.build with the twins, he_rescale_, init_gradients,
+init_summary)."""
 import dataclasses
 import math
 
 import pytest
 import torch
 
-from oversmoothing import datasets, graphs
+from oversmoothing import datasets, graphs, models
 from oversmoothing.experiments import gradients
 from oversmoothing.models import weights
 
@@ -18,18 +18,18 @@ def graph():
 
 @pytest.mark.parametrize("arch, twin", [("gcn", "mlp"), ("res_gcn", "res_mlp")])
 def test_the_identity_twin_starts_from_the_same_weights(graph, arch, twin):
-    a = gradients.make_model_or_control(arch, 16, 8, 3, 5, seed=3)
-    b = gradients.make_model_or_control(twin, 16, 8, 3, 5, seed=3)
+    a = models.build(gradients.model_name(arch), 16, 8, 3, 5, seed=3)
+    b = models.build(gradients.model_name(twin), 16, 8, 3, 5, seed=3)
     assert all(torch.equal(u, v) for u, v in zip(weights(a), weights(b)))
-    assert gradients.CONTROLS[arch] == twin
+    assert models.twin(gradients.model_name(arch)) == gradients.model_name(twin)
     op = b.operator(graph)
     X = torch.randn(graph.num_nodes, 8)
     assert op is None or torch.allclose(op @ X, X)  # P = I
 
 
 def test_he_rescale_multiplies_the_relu_layers_by_sqrt2_and_leaves_the_output_layer(graph):
-    a = gradients.make_model_or_control("gcn", 16, 8, 3, 4, seed=0)
-    b = gradients.he_rescale_(gradients.make_model_or_control("gcn", 16, 8, 3, 4, seed=0))
+    a = models.build("paper2.gcn", 16, 8, 3, 4, seed=0)
+    b = models.he_rescale_(models.build("paper2.gcn", 16, 8, 3, 4, seed=0))
     Wa, Wb = weights(a), weights(b)
     for k in range(3):
         assert torch.allclose(Wb[k], math.sqrt(2) * Wa[k])
@@ -68,13 +68,6 @@ def test_a_non_finite_signal_is_reported_not_raised(graph):
     assert not (res["forward_finite"] and res["layers"].finite_G.all())
     assert math.isnan(gradients.init_summary(res)["ratio"])
     assert gradients.init_gradients(huge, "res_mlp", 2, hidden=4, seed=0, dtype=torch.float64)["layers"].finite_G.all()
-
-
-def test_seed_verdict_is_the_majority_and_a_tie_goes_to_the_less_favourable():
-    assert gradients.seed_verdict(["reproduced", "partly reproduced", "reproduced"]) == ("reproduced", 2)
-    assert gradients.seed_verdict(["reproduced", "not reproduced"]) == ("not reproduced", 1)
-    assert gradients.seed_verdict(["partly reproduced"] * 3) == ("partly reproduced", 3)
-    assert gradients.seed_verdict([None, "reproduced"])[0] is None
 
 
 def test_small_component_share_counts_the_rows_of_isolated_nodes_and_pairs():

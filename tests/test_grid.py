@@ -1,4 +1,4 @@
-"""oversmoothing.experiments.grid.run_grid: local vs Dask (a real 2-worker LocalCluster), resumable cache, killed workers."""
+"""oversmoothing.grid.run_grid: local vs Dask (a real 2-worker LocalCluster), resumable cache, killed workers."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,8 @@ import torch
 import numpy as np
 
 from oversmoothing import graphs, models, training
-from oversmoothing.experiments import gradients, grid, traps
+from oversmoothing import grid
+from oversmoothing.experiments import gradients, traps
 
 distributed = pytest.importorskip("distributed")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -61,7 +62,7 @@ def dask_cluster():
     """A real 2-worker LocalCluster (grid.local_cluster, as the runner's --workers 2 would start it):
     its scheduler address, also in $OVERSMOOTHING_SCHEDULER while the module's tests run."""
     with grid.local_cluster(2) as address:
-        grid._client(None, address, "cpu").wait_for_workers(2, timeout=60)
+        grid.executors.client(None, address, "cpu").wait_for_workers(2, timeout=60)
         yield address
     assert "OVERSMOOTHING_SCHEDULER" not in os.environ
 
@@ -69,7 +70,7 @@ def dask_cluster():
 # ----------------------------------------------------------------------------- keys and configs
 def test_library_hash_ignores_comments_and_docstrings_only(tmp_path):
     pkg = tmp_path / "pkg"
-    shutil.copytree(grid.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(grid.executors.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     h0 = grid.library_hash(pkg)
     f = pkg / "training.py"
     src = f.read_text()
@@ -194,7 +195,7 @@ def test_interrupted_grid_resumes_from_cache(tmp_path, monkeypatch):
 
 KILLED_SCRIPT = """
 import sys, time
-from oversmoothing.experiments import grid
+from oversmoothing import grid
 
 def slow(cfg):
     with open(cfg["log"], "a") as f:
@@ -339,4 +340,4 @@ def test_dask_killed_worker_loses_no_run(tmp_path, dask_cluster):  # last: the k
 
 def test_worker_with_another_library_refuses_the_run():
     with pytest.raises(grid.GridError, match="differs from the client's"):
-        grid._task(train_tiny, configs(n=1)[0], "0" * 64, "cpu", {}, 0)
+        grid.executors._task(train_tiny, configs(n=1)[0], "0" * 64, "cpu", {}, 0)

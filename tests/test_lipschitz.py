@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing import datasets, graphs
+from oversmoothing import datasets, graphs, models
 from oversmoothing.experiments import gradients
 from oversmoothing.measures import mu
 from oversmoothing.models import weights
@@ -33,7 +33,7 @@ def graph():
 @pytest.mark.parametrize("arch", ["res_gcn", "res_gat"])
 def test_frobenius_norm_stays_c_during_training(graph, arch):
     c = 2.5
-    model = gradients.make_model(arch, 16, 16, 2, 4, lipschitz_c=c, seed=0)
+    model = models.build(gradients.model_name(arch), 16, 16, 2, 4, lipschitz_c=c, seed=0)
     h = fit(model, graph, epochs=5, lr=0.05, measures=(), signals=(), device="cpu", progress=False)
     assert not h.diverged
     raw = [p for n, p in model.named_parameters() if n.endswith("parametrizations.weight.original")]
@@ -44,7 +44,7 @@ def test_frobenius_norm_stays_c_during_training(graph, arch):
 
 
 def _expansion(graph, c):
-    model = gradients.make_model("res_gcn", 16, 16, 2, 32, lipschitz_c=c, seed=0)
+    model = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 32, lipschitz_c=c, seed=0)
     _, sig = trace(model, graph.x, model.operator(graph), graph.y, graph.train_mask)
     grad_ratio = mu(sig.G[1]) / mu(sig.G[-1])  # mu(G(1)) / mu(G(L))
     repr_ratio = float(sig.X[-1].norm() / sig.X[0].norm())  # ||X(L)||_F / ||X(0)||_F
@@ -68,7 +68,7 @@ def test_c_equal_to_glorot_frobenius_norm_changes_nothing_at_init(graph):
 
 
 def test_gat_divergence_is_recorded_not_raised(graph):
-    model = gradients.make_model("res_gat", 16, 16, 2, 16, seed=0)
+    model = models.build(gradients.model_name("res_gat"), 16, 16, 2, 16, seed=0)
     h = fit(model, graph, epochs=20, lr=1e6, measures=("mu",), signals=("X", "G"), device="cpu", progress=False)
     assert h.diverged and h.diverged_at is not None and h.diverged_at <= 20
     assert bool(h.epochs["diverged"].iloc[-1]) and math.isnan(h.epochs["loss"].iloc[-1])
@@ -81,7 +81,7 @@ def test_gat_divergence_is_recorded_not_raised(graph):
 def test_scaled_or_bounded_residual_layer_keeps_its_lipschitz_bound(graph, activation, alpha):
     # X -> X + alpha rho(P X W) with ||W||_2 <= ||W||_F = c, ||P||_2 <= 1 and 1-Lipschitz rho is (1 + alpha c)-Lipschitz
     c = 3.0
-    model = gradients.make_model("res_gcn", 16, 16, 2, 1, lipschitz_c=c, activation=activation, branch_scale=alpha, seed=0)
+    model = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 1, lipschitz_c=c, activation=activation, branch_scale=alpha, seed=0)
     op, layer = model.operator(graph), model.layers[0]
     gen = torch.Generator().manual_seed(1)
     worst = 0.0
@@ -95,8 +95,8 @@ def test_scaled_or_bounded_residual_layer_keeps_its_lipschitz_bound(graph, activ
 
 
 def test_branch_scale_scales_the_branch_and_defaults_to_one(graph):
-    m1 = gradients.make_model("res_gcn", 16, 16, 2, 1, seed=0)
-    ma = gradients.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.25, seed=0)
+    m1 = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 1, seed=0)
+    ma = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 1, branch_scale=0.25, seed=0)
     assert m1.branch_scale == 1.0
     from oversmoothing.models import Trace
     t1, ta = Trace(), Trace()
@@ -106,11 +106,11 @@ def test_branch_scale_scales_the_branch_and_defaults_to_one(graph):
     X0 = t1.X[0]
     assert torch.allclose(ta.X[1] - X0, 0.25 * (t1.X[1] - X0), atol=1e-6)
     with pytest.raises(ValueError):
-        gradients.make_model("res_gcn", 16, 16, 2, 1, branch_scale=0.0)
+        models.build(gradients.model_name("res_gcn"), 16, 16, 2, 1, branch_scale=0.0)
 
 
 def test_residual_mlp_is_the_residual_gcn_with_identity(graph):
-    model = gradients.make_model("res_mlp", 16, 16, 2, 3, seed=0)
+    model = models.build(gradients.model_name("res_mlp"), 16, 16, 2, 3, seed=0)
     assert model.operator(graph) is None
 
 

@@ -9,6 +9,7 @@ import torch
 
 from oversmoothing import graphs, measures
 from oversmoothing.experiments import smoothing
+from oversmoothing.judges import backward as judge_backward, forward as judge_forward
 
 
 def test_fit_rate_recovers_a_geometric_sequence_and_skips_bad_points():
@@ -53,16 +54,16 @@ def test_fit_theorem2_recovers_the_constants():
 ])
 def test_forward_verdict(rates, escape, expected):
     sl = [0.25, 0.5, 2.0, 4.0]
-    assert smoothing.forward_verdict(sl, rates, [1.0] * 4, escape=escape)["verdict"] == expected
+    assert judge_forward.forward_verdict(sl, rates, [1.0] * 4, escape=escape)["verdict"] == expected
 
 
 def test_forward_verdict_poor_fit_and_control():
     sl, r = [0.25, 0.5, 1.0, 4.0], [0.05, 0.1, 5.0, 1.2]   # s*lambda = 1 belongs to neither part
-    assert smoothing.forward_verdict(sl, r, [0.95, 0.95, 0.1, 0.5])["verdict"] == "reproduced"
-    assert smoothing.forward_verdict(sl, r, [0.95, 0.5, 1, 1])["verdict"] == "not reproduced"  # not exponential
-    mlp_decays = smoothing.forward_verdict(sl, r, [1] * 4, control=([0.1, 0.2, 1, 1], [1] * 4))
+    assert judge_forward.forward_verdict(sl, r, [0.95, 0.95, 0.1, 0.5])["verdict"] == "reproduced"
+    assert judge_forward.forward_verdict(sl, r, [0.95, 0.5, 1, 1])["verdict"] == "not reproduced"  # not exponential
+    mlp_decays = judge_forward.forward_verdict(sl, r, [1] * 4, control=([0.1, 0.2, 1, 1], [1] * 4))
     assert mlp_decays["control_decays"] and mlp_decays["verdict"] == "partly reproduced"
-    mlp_not = smoothing.forward_verdict(sl, r, [1] * 4, control=([0.4, 0.9, 1, 1], [1] * 4))
+    mlp_not = judge_forward.forward_verdict(sl, r, [1] * 4, control=([0.4, 0.9, 1, 1], [1] * 4))
     assert not mlp_not["control_decays"] and mlp_not["verdict"] == "reproduced"
 
 
@@ -79,24 +80,17 @@ def test_valley_table_and_verdict():
     gnn, mlp = t[t.kind == "GNN"].iloc[0], t[t.kind == "MLP"].iloc[0]
     assert gnn.middle_lowest and gnn.rates_ok and gnn.r_out == pytest.approx(0.1, rel=1e-3)
     assert not mlp.middle_lowest and mlp.k_star == 1
-    v = smoothing.valley_verdict(t[t.kind == "GNN"], control=t[t.kind == "MLP"])
+    v = judge_backward.valley_verdict(t[t.kind == "GNN"], control=t[t.kind == "MLP"])
     assert v == dict(peak=True, rates=True, verdict="reproduced", control_peak=False)
     # the same valley in the MLP: not a GNN effect
     t2 = smoothing.valley_table(pd.concat([_profile(valley, L), _profile(valley, L, kind="MLP")]), "E_B", 4, 1e-13)
-    assert smoothing.valley_verdict(t2[t2.kind == "GNN"], control=t2[t2.kind == "MLP"])["verdict"] == "partly reproduced"
+    assert judge_backward.valley_verdict(t2[t2.kind == "GNN"], control=t2[t2.kind == "MLP"])["verdict"] == "partly reproduced"
     # a slow output end (rate 0.6 > lambda*s = 0.5): rates fail, peak holds
     k = np.arange(1, 61)
     slow = 1e-1 * 0.6 ** (60 - k) + 1e3 * 0.2 ** k
     t3 = smoothing.valley_table(_profile(slow, 60), "E_B", 4, 1e-13)
     assert t3.middle_lowest.all() and t3.r_out.iloc[0] == pytest.approx(0.6, rel=1e-3)
-    assert smoothing.valley_verdict(t3)["verdict"] == "partly reproduced"
-
-
-def test_tally():
-    assert smoothing.tally(["reproduced"] * 3) == ("reproduced", "3/3 seeds")
-    head, detail = smoothing.tally(["reproduced", "reproduced", "partly reproduced"])
-    assert head == "partly reproduced" and detail == "reproduced on 2/3 seeds, partly reproduced on 1/3"
-    assert smoothing.tally(["not reproduced", "not reproduced"])[0] == "not reproduced"
+    assert judge_backward.valley_verdict(t3)["verdict"] == "partly reproduced"
 
 
 @pytest.fixture(scope="module")

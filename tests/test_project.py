@@ -102,16 +102,46 @@ def _imported_modules(path: Path) -> set[str]:
     return {n.split(".", 1)[1] for n in names if n.startswith("oversmoothing.")}
 
 
-def test_the_science_core_is_flat_and_imports_no_experiment_or_runner():
-    """graphs, datasets, models, signals, measures, training import only each other (never experiments/,
-    the runner, report or figures), and graphs does not import datasets (no import cycle)."""
-    core = {"graphs", "datasets", "models", "signals", "measures", "training"}
+def _top(path: Path) -> set[str]:
+    """The top-level oversmoothing modules/packages a file imports (e.g. "models", "grid")."""
+    return {m.split(".")[0] for m in _imported_modules(path)} - {"__version__"}
+
+
+def _files(*names: str) -> list[Path]:
+    """The Python files of these modules or packages of the library."""
     src = ROOT / "src" / "oversmoothing"
-    for name in core:
-        imported = {m.split(".")[0] for m in _imported_modules(src / f"{name}.py")}
-        assert imported <= core, f"{name}.py imports {sorted(imported - core)}"
-    assert "datasets" not in {m.split(".")[0] for m in _imported_modules(src / "graphs.py")}
-    assert {p.stem for p in (src / "experiments").glob("*.py")} >= {"grid", "smoothing", "traps", "gradients", "remedies"}
+    out = []
+    for n in names:
+        out += sorted((src / n).rglob("*.py")) if (src / n).is_dir() else [src / f"{n}.py"]
+    return out
+
+
+CORE = {"graphs", "datasets", "models", "signals", "measures", "training", "devices", "codehash"}
+PRESENTATION = {"report", "figures", "parameters"}  # claims format, house style, parameter rules
+MACHINERY = {"grid", "book", "codehash", "devices", "__main__"} | PRESENTATION
+
+
+def test_the_import_graph_points_one_way():
+    """The science core imports only itself; the run machinery (grid/) and the runner (book/) import none of the
+    science; experiments/ holds only science (the core and the run machinery, never judges, report, figures or the
+    runner); graphs does not import datasets (no cycle)."""
+    for f in _files(*CORE):
+        assert _top(f) <= CORE, f"{f.name} imports {sorted(_top(f) - CORE)}"
+        if f.parent.name == "models":
+            assert "datasets" not in _top(f)
+    for f in _files(*PRESENTATION):
+        assert _top(f) <= PRESENTATION, f"{f.name} imports {sorted(_top(f) - PRESENTATION)}"
+    for f in _files("grid", "book", "__main__"):
+        assert _top(f) <= MACHINERY, f"{f.relative_to(ROOT)} imports science: {sorted(_top(f) - MACHINERY)}"
+    for f in _files("experiments"):
+        assert _top(f) <= CORE | {"grid", "experiments"}, f"{f.relative_to(ROOT)} imports {sorted(_top(f) - CORE - {'grid', 'experiments'})}"
+    for f in _files("judges"):
+        assert _top(f) <= CORE | {"experiments", "judges", "report"}, f"{f.relative_to(ROOT)} imports {sorted(_top(f))}"
+    assert "datasets" not in _top(ROOT / "src" / "oversmoothing" / "graphs.py")
+    assert {p.stem for p in (ROOT / "src" / "oversmoothing" / "experiments").glob("*.py")} == {
+        "__init__", "smoothing", "traps", "gradients", "remedies"}
+    for f in _files("grid"):
+        assert len(f.read_text().splitlines()) < 300, f"{f.name} has 300 lines or more"
 
 
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")          # {glue:text}`key:.2f`, {glue}`key`

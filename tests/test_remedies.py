@@ -1,4 +1,4 @@
-"""The remedy architectures (oversmoothing.experiments.remedies): interface, traced signals, and the facts
+"""The remedy architectures (oversmoothing.models.remedies, built through oversmoothing.models.build): interface, traced signals, and the facts
 chapter 8 relies on, at a tiny size."""
 import pytest
 import torch
@@ -16,7 +16,7 @@ def graph():
 @pytest.mark.parametrize("name", sorted(remedies.REMEDIES))
 def test_every_remedy_traces_forward_and_backward(name, graph):
     L, hidden = 3, 8
-    model = remedies.build(name, graph.num_features, hidden, graph.num_classes, L, seed=0)
+    model = models.build(remedies.remedy(name), graph.num_features, hidden, graph.num_classes, L, seed=0)
     assert len(model.layers) == L
     op = model.operator(graph, "cpu")
     model.train()
@@ -39,7 +39,7 @@ def test_every_remedy_traces_forward_and_backward(name, graph):
 
 def test_unknown_remedy_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown remedy 'resnet'.*appnp.*gcnii"):
-        remedies.build("resnet", 4, 4, 2, 2)
+        remedies.remedy("resnet")
 
 
 @pytest.mark.parametrize("name", ["gcnii", "transformer"])
@@ -47,7 +47,7 @@ def test_trace_matches_autograd_for_pyg_layers(name, graph):
     """dW(k) from the traced pass equals autograd's gradient of the declared main weight, and B(k)
     equals dL/dH(k) computed independently with torch.autograd.grad."""
     L = 3
-    model = remedies.build(name, graph.num_features, 6, graph.num_classes, L, seed=1, dropout=0.0)
+    model = models.build(remedies.remedy(name), graph.num_features, 6, graph.num_classes, L, seed=1, dropout=0.0)
     op = model.operator(graph, "cpu")
     model.eval()
     model.zero_grad()
@@ -66,13 +66,13 @@ def test_trace_matches_autograd_for_pyg_layers(name, graph):
 
 
 def test_main_weight_declared_paths():
-    gcn2 = remedies.build("gcnii", 5, 4, 2, 2, seed=0)
+    gcn2 = models.build("remedy.gcnii", 5, 4, 2, 2, seed=0)
     owner, name, transposed = models.main_weight(gcn2.layers[0])
     assert name == "weight1" and not transposed
-    tr = remedies.build("transformer", 5, 4, 2, 2, seed=0)
+    tr = models.build("remedy.transformer", 5, 4, 2, 2, seed=0)
     owner, name, transposed = models.main_weight(tr.layers[0])
     assert owner is tr.layers[0].lin_value and transposed
-    assert models.main_weight(remedies.build("appnp", 5, 4, 2, 2).layers[0]) is None
+    assert models.main_weight(models.build("remedy.appnp", 5, 4, 2, 2).layers[0]) is None
 
 
 def test_pairnorm_keeps_deep_representations_apart(graph):
@@ -81,7 +81,7 @@ def test_pairnorm_keeps_deep_representations_apart(graph):
     L = 32
     vals = {}
     for name in ("gcn", "pairnorm"):
-        model = remedies.build(name, graph.num_features, 16, graph.num_classes, L, seed=0)
+        model = models.build(remedies.remedy(name), graph.num_features, 16, graph.num_classes, L, seed=0)
         model.eval()
         rec = models.Trace()
         with torch.no_grad():
@@ -92,7 +92,7 @@ def test_pairnorm_keeps_deep_representations_apart(graph):
 
 
 def test_dropedge_is_random_in_training_only(graph):
-    model = remedies.build("dropedge", graph.num_features, 8, graph.num_classes, 2, seed=0, dropout=0.0)
+    model = models.build("remedy.dropedge", graph.num_features, 8, graph.num_classes, 2, seed=0, dropout=0.0)
     op = model.operator(graph, "cpu")
     model.train()
     a, b = model(graph.x, op), model(graph.x, op)
@@ -157,23 +157,23 @@ def test_choose_by_validation_keeps_the_better_rate_and_ignores_test():
 
 
 def test_lipschitz_c_rule_and_arm():
-    assert remedies.lipschitz_c_rule(32, 16) == pytest.approx(16 ** 0.5 / 32 ** 0.5)
-    c = remedies.lipschitz_c_rule(16, 16, budget=4.0)
+    assert models.lipschitz_c_rule(32, 16) == pytest.approx(16 ** 0.5 / 32 ** 0.5)
+    c = models.lipschitz_c_rule(16, 16, budget=4.0)
     assert c == pytest.approx(2.0) and c ** 2 * 16 / 16 == pytest.approx(4.0)
     with pytest.raises(ValueError):
-        remedies.lipschitz_c_rule(0, 16)
-    m = remedies.build("lipschitz", 12, 16, 3, 8, seed=0)
+        models.lipschitz_c_rule(0, 16)
+    m = models.build("remedy.lipschitz", 12, 16, 3, 8, seed=0)
     assert m.lipschitz_c == pytest.approx(2 ** 0.5)                 # sqrt(16/8)
-    assert remedies.build("lipschitz", 12, 16, 3, 8, seed=0, c=4.0).lipschitz_c == 4.0
+    assert models.build("remedy.lipschitz", 12, 16, 3, 8, seed=0, c=4.0).lipschitz_c == 4.0
     W = models.weights(m)[0]
     assert float(torch.linalg.norm(W.detach())) == pytest.approx(2 ** 0.5, rel=1e-5)
 
 
 def test_fast_gcn_stack_equals_pyg_gcnconv(graph):
     """The GCN layers' sparse product by P gives GCNConv's own output (message passing on gcn_norm)."""
-    model = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    model = models.build("remedy.gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
     model.eval()
-    ei, ew = remedies.gcn_operator(graph.edge_index, graph.num_nodes)
+    ei, ew = graphs.gcn_edges(graph.edge_index, graph.num_nodes)
     with torch.no_grad():
         fast = model(graph.x, model.operator(graph, "cpu"))
         X = graph.x
@@ -184,8 +184,8 @@ def test_fast_gcn_stack_equals_pyg_gcnconv(graph):
 
 
 def test_mlp_twin_is_the_gcn_without_the_graph(graph):
-    gcn = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
-    mlp = remedies.build("mlp", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    gcn = models.build("remedy.gcn", graph.num_features, 8, graph.num_classes, 3, seed=0)
+    mlp = models.build("remedy.mlp", graph.num_features, 8, graph.num_classes, 3, seed=0)
     for a, b in zip(gcn.parameters(), mlp.parameters()):
         torch.testing.assert_close(a, b)                 # same initialisation
     assert mlp.operator(graph, "cpu") is None
@@ -204,7 +204,7 @@ def test_sparse_input_linear_matches_dense_dropout_in_law_and_gradient():
     torch.manual_seed(0)
     x = (torch.rand(400, 300) < 0.02).float()            # mostly zero, 120000 entries
     W = torch.randn(5, 300, dtype=torch.float32, requires_grad=True)
-    y = remedies.input_linear(x, W, 0.0, True)
+    y = models.input_linear(x, W, 0.0, True)
     g = torch.randn_like(y)
     (y * g).sum().backward()
     gW, W.grad = W.grad.clone(), None
@@ -214,27 +214,27 @@ def test_sparse_input_linear_matches_dense_dropout_in_law_and_gradient():
     torch.testing.assert_close(gW, W.grad, rtol=1e-5, atol=1e-5)
     # dropout: with W = identity-like probe, the mean over draws of the output equals x W^T
     probe = torch.eye(300)[:5]
-    outs = torch.stack([remedies.input_linear(x, probe, 0.5, True) for _ in range(400)])
+    outs = torch.stack([models.input_linear(x, probe, 0.5, True) for _ in range(400)])
     vals = outs[:, x[:, :5] > 0]
     assert set(torch.unique(vals).tolist()) <= {0.0, 2.0}
     assert abs(float((vals > 0).float().mean()) - 0.5) < 0.03
-    torch.testing.assert_close(remedies.input_linear(x, probe, 0.5, False), x[:, :5])
+    torch.testing.assert_close(models.input_linear(x, probe, 0.5, False), x[:, :5])
 
 
 def test_fast_dropout_law():
     torch.manual_seed(0)
     X = torch.ones(200, 50)
-    D = remedies.dropout(X, 0.3, True)
+    D = models.dropout(X, 0.3, True)
     assert torch.isclose(D[D > 0], torch.tensor(1 / 0.7)).all()
     assert abs(float((D > 0).float().mean()) - 0.7) < 0.02
-    assert remedies.dropout(X, 0.3, False) is X
+    assert models.dropout(X, 0.3, False) is X
 
 
 def test_summarise_reads_a_shorter_budget_off_the_same_run(graph):
     """test_acc_<b>ep is the test accuracy at the best validation epoch among epochs <= b."""
     from oversmoothing.training import fit
 
-    model = remedies.build("gcn", graph.num_features, 8, graph.num_classes, 2, seed=0)
+    model = models.build("remedy.gcn", graph.num_features, 8, graph.num_classes, 2, seed=0)
     h = fit(model, graph, epochs=12, measures=remedies.SWEEP_MEASURES, signals=("X", "B"), record_every=12,
             device="cpu", seed=0, progress=False)
     row = remedies.summarise(h, "gcn", 2, 0, budgets=(4,))

@@ -195,12 +195,13 @@ def test_the_runner_package_is_outside_the_chapters_cache_key(tmp_path):
     library does. The chapters' cache key (tree_hash) and the grids' (grid.library_hash) agree on that."""
     import shutil
 
-    from oversmoothing.experiments import grid
+    from oversmoothing import grid
+    from oversmoothing.codehash import RUNNER
 
     pkg = tmp_path / "src" / "oversmoothing"
     shutil.copytree(ROOT / "src" / "oversmoothing", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     runner_files = sorted((pkg / "book").rglob("*.py")) + [pkg / "__main__.py"]
-    assert len(runner_files) > 5 and all(p.relative_to(tmp_path / "src").as_posix().startswith(book.RUNNER_FILES)
+    assert len(runner_files) > 5 and all(p.relative_to(pkg).as_posix().startswith(RUNNER)
                                          for p in runner_files)
     h0, g0 = book.tree_hash(tmp_path / "src"), grid.library_hash(pkg)
     assert h0 == book.tree_hash(ROOT / "src")

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from oversmoothing.experiments.traps import (chance_loss, collapse_epoch, component_decay, judge_delay, make_vanilla,
-                                       offset_graph, orthogonal_init_, proposition2, run_table, solve_last_layer_,
+from oversmoothing.judges.traps import judge_delay
+from oversmoothing.models import build, orthogonal_init_
+from oversmoothing.experiments.traps import (chance_loss, component_decay, offset_graph, proposition2, run_table, solve_last_layer_,
                                        train_grid, trap_status)
 from oversmoothing.graphs import csbm
 from oversmoothing.models import weights
@@ -23,8 +24,8 @@ def graph():
 def test_last_layer_trap_gnn_not_mlp(graph, loss):
     """After W(L) alone is solved, every layer of a deep GNN has ~0 gradient; the same-depth MLP does not."""
     depth = 20  # plain softplus: with a zero-offset activation at this small size the least-squares W(L) is huge
-    gnn = make_vanilla("GNN", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
-    mlp = make_vanilla("MLP", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
+    gnn = build("paper1.gnn", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
+    mlp = build("paper1.mlp", graph.num_features, 8, 2, depth, activation="softplus", s=1.7, seed=0)
     sg, ig = solve_last_layer_(gnn, graph, loss=loss, device="cpu")
     sm, im = solve_last_layer_(mlp, graph, loss=loss, device="cpu")
     assert ig["last_grad"] < 1e-5 and im["last_grad"] < 1e-3  # the last layer is stationary in both
@@ -51,25 +52,15 @@ def test_chance_levels(graph):
 
 
 def test_orthogonal_init_sets_every_singular_value():
-    m = make_vanilla("GNN", 5, 7, 3, 4, s=1.3, seed=0)
+    m = build("paper1.gnn", 5, 7, 3, 4, s=1.3, seed=0)
     for W in weights(m):
         sv = torch.linalg.svdvals(W.detach())
         assert torch.allclose(sv, torch.full_like(sv, 1.3), atol=1e-5)
-    a = orthogonal_init_(make_vanilla("MLP", 5, 7, 3, 2, seed=0), 1.0, seed=1).layers[0].weight.detach().clone()
-    b = orthogonal_init_(make_vanilla("MLP", 5, 7, 3, 2, seed=0), 1.0, seed=1).layers[0].weight.detach()
+    a = orthogonal_init_(build("paper1.mlp", 5, 7, 3, 2, seed=0), 1.0, seed=1).layers[0].weight.detach().clone()
+    b = orthogonal_init_(build("paper1.mlp", 5, 7, 3, 2, seed=0), 1.0, seed=1).layers[0].weight.detach()
     assert torch.equal(a, b)
 
 
-def test_collapse_epoch_detector():
-    layers = pd.DataFrame({"epoch": [0, 0, 1, 1, 2, 2, 3, 3], "layer": [1, 2] * 4,
-                           "grad_norm": [1.0, 1.0, 1e-3, 0.5, 1e-3, 1e-3, float("nan"), 1e-4]})
-    assert collapse_epoch(layers, 1e-2) == 2
-    assert collapse_epoch(layers, 1e-5) is None
-    epochs = pd.DataFrame({"epoch": [0, 1, 2, 3], "loss": [0.7, 0.69, 0.1, 0.1]})
-    assert collapse_epoch(layers, 1e-2, epochs, min_loss=0.5) is None  # converged, not trapped
-
-
-# ----------------------------------------------------------------------------- the trap detector
 def _run(losses, grads, acc=None):
     """A synthetic run: one loss per epoch, one list of per-layer gradient norms per epoch."""
     ep = pd.DataFrame({"epoch": range(len(losses)), "loss": losses,

@@ -49,4 +49,4 @@ def setup_chapter(name: str, namespace: dict):
     seed = params.get("seed", 0)
     torch.manual_seed(seed)
     prov = Provenance(seed, dev, parameters=params)
-    return dev, prov, ClaimsTable(name, prov)
+    return dev, prov, ClaimsTable(name, prov, judge=params.get("judge_claims", True))

@@ -24,7 +24,7 @@ import torch
 
 __all__ = [
     "Graph", "csbm", "ring", "complete", "from_networkx",
-    "adjacency", "bistochastic", "gcn", "identity", "propagation", "PROPAGATIONS",
+    "adjacency", "bistochastic", "gcn", "gcn_matrix", "gcn_edges", "identity", "propagation", "PROPAGATIONS",
     "second_eigenvalue", "to_scipy", "random_masks",
 ]
 
@@ -275,14 +275,33 @@ def bistochastic(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor
     return _to_torch(P, device, dtype)
 
 
-def gcn(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:
-    """P = D~^{-1/2} (A + I) D~^{-1/2}, D~ = D + I  (Kipf & Welling; paper 2's GCN).
-
-    Symmetric and non-negative; its top eigenvector is D~^{1/2} 1, not 1, so rows do not sum to 1."""
-    A = adjacency(graph) + sp.eye(graph.num_nodes)
+# The GCN operator P = D~^{-1/2} (A + I) D~^{-1/2}, D~ = D + I (Kipf & Welling; paper 2's GCN), in its two
+# layouts: a matrix (gcn_matrix, gcn) for the library's own product P X, and PyG's edge list with weights
+# (gcn_edges) for PyG's message-passing layers (APPNP, GCNII, DropEdge). Both are built here and nowhere else.
+def gcn_matrix(edge_index: torch.Tensor, num_nodes: int) -> sp.csr_matrix:
+    """P = D~^{-1/2} (A + I) D~^{-1/2} as a float64 scipy CSR matrix, A the binary adjacency of ``edge_index``."""
+    ei = edge_index.cpu().numpy()
+    A = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(num_nodes, num_nodes))
+    A.data[:] = 1.0
+    A = A + sp.eye(num_nodes)
     d = np.asarray(A.sum(1)).ravel()
     Dm = sp.diags(1.0 / np.sqrt(d))
-    return _to_torch(Dm @ A @ Dm, device, dtype)
+    return sp.csr_matrix(Dm @ A @ Dm)
+
+
+def gcn(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:
+    """P = D~^{-1/2} (A + I) D~^{-1/2}, D~ = D + I  (Kipf & Welling; paper 2's GCN), as a torch operator.
+
+    Symmetric and non-negative; its top eigenvector is D~^{1/2} 1, not 1, so rows do not sum to 1."""
+    return _to_torch(gcn_matrix(graph.edge_index, graph.num_nodes), device, dtype)
+
+
+def gcn_edges(edge_index: torch.Tensor, num_nodes: int, dtype=torch.float32):
+    """The same P as (edge_index with self-loops, edge_weight) for PyG's message passing, by PyG's own
+    ``gcn_norm`` (cheap enough to recompute at every forward pass, as DropEdge does after dropping edges)."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    return gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
 
 
 def identity(graph: Graph, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -11,7 +11,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 __all__ = ["KEY_WIDTH", "Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
@@ -157,8 +157,20 @@ class ClaimsTable:
     ``measured``).
     """
 
-    def __init__(self, chapter: str, provenance: Provenance | None = None):
+    def __init__(self, chapter: str, provenance: Provenance | None = None, judge: bool = True):
         self.chapter, self.provenance, self.claims, self.metrics = chapter, provenance, [], {}
+        self.judge = bool(judge)  # False (the chapter's judge_claims): every verdict is recorded as "not judged"
+
+    def record(self, v) -> Claim:
+        """Record a judge's :class:`~oversmoothing.judges.Verdict` (claim, measured, criterion, verdict, key,
+        readings) and its metrics.  When this table does not judge (``judge=False``) the verdict and every
+        reading's verdict are "not judged" (still "not judged: non-finite" where a number it rests on is)."""
+        readings = v.readings if self.judge else [replace(r, verdict="not judged") for r in v.readings]
+        c = self.add(v.id, v.claim, v.measured, v.criterion, v.verdict if self.judge else None, numbers=v.numbers,
+                     readings=readings, key=v.key)
+        for name, value in v.metrics.items():
+            self.metric(name, value)
+        return c
 
     def add(self, id: str, claim: str, measured: str, criterion: str, verdict: str | bool | None,
             numbers=None, readings: list[Reading | dict] | None = None, key: str = "") -> Claim:

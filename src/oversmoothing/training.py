@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from .devices import resolve_device
 from .measures import measure, spectral_norm
 from .signals import trace
 
@@ -21,24 +22,6 @@ __all__ = ["resolve_device", "History", "fit", "accuracy", "OPTIMIZERS"]
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SIGNALS = ("X", "H", "B", "G")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a fallback."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was requested but no CUDA GPU is available "
-                             f"(torch.cuda.is_available() is False); use device='auto' or 'cpu'")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"unknown device {device!r}; choose 'auto', 'cpu' or 'cuda[:i]'")
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:

@@ -40,7 +40,7 @@ Modules (dependencies point one way, down this list; ``cli`` uses this package's
 """
 from __future__ import annotations
 
-from .cache import (RUNNER_FILES, auto_device, data_digest, environment_digests, executed_record, lock_digest,
+from .cache import (auto_device, data_digest, environment_digests, executed_record, lock_digest,
                     resolved_device, tree_hash)
 from .errors import BookError, BuildFailed, Interrupted
 from .execute import busy_cores, fair_share_threads

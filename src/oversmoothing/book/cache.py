@@ -2,13 +2,13 @@
 pinned packages, data checksums) and the runner's record in an executed notebook."""
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import re
 import sys
 from pathlib import Path
 
+from ..codehash import library_hash
 from .toc import Chapter
 
 #: the key of the runner's record in an executed notebook's metadata
@@ -27,38 +27,15 @@ def _file_sha(path: Path) -> str | None:
         return None
 
 
-#: the runner's own files (an entry ending in "/" is a folder): chapters never import them, so editing them
-#: re-executes nothing
-RUNNER_FILES = ("oversmoothing/book/", "oversmoothing/__main__.py")
-
-
-def _excluded(rel: str, exclude: tuple[str, ...]) -> bool:
-    """``rel`` (a posix path) is one of ``exclude`` or lies in one of its folders ("dir/")."""
-    return any(rel == e or (e.endswith("/") and rel.startswith(e)) for e in exclude)
-
-
-def _code_digest(path: Path) -> bytes:
-    """A Python module's syntax tree (comments and formatting ignored); other files' bytes."""
-    data = path.read_bytes()
-    if path.suffix == ".py":
-        try:
-            return ast.dump(ast.parse(data)).encode()
-        except (SyntaxError, ValueError):
-            pass
-    return data
-
-
-def tree_hash(folder: Path, exclude: tuple[str, ...] = RUNNER_FILES) -> str:
-    """Hash of the library source under ``folder`` (Python files by syntax tree, so a comment or a
-    reformatting re-executes nothing), caches and the runner excluded."""
-    h = hashlib.sha256()
-    if Path(folder).is_dir():
-        for p in sorted(Path(folder).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts and not p.suffix == ".pyc" \
-                    and not any(s.endswith(".egg-info") for s in p.parts) \
-                    and not _excluded(p.relative_to(folder).as_posix(), exclude):
-                h.update(str(p.relative_to(folder)).encode() + b"\0" + _code_digest(p) + b"\0")
-    return h.hexdigest()
+def tree_hash(folder: Path) -> str:
+    """Hash of the library source under ``folder`` (the project's ``src``): the one library hash of
+    :func:`oversmoothing.codehash.library_hash` (every ``*.py`` by its syntax tree without docstrings, the
+    runner excluded), the same hash the run cache keys on, so a comment, a docstring or a reformatting
+    re-executes nothing and any other edit of the library does."""
+    folder = Path(folder)
+    if (folder / "oversmoothing").is_dir():
+        folder = folder / "oversmoothing"     # this project: exactly the run cache's library hash
+    return library_hash(folder) if folder.is_dir() else _sha(b"")
 
 
 def _lines_digest(path: Path, normalise=lambda ln: ln) -> str:

@@ -211,7 +211,7 @@ def _check_jobs(jobs) -> int:
 
 
 def scale_out_env(workers=None, scheduler: str | None = None) -> dict[str, str]:
-    """What every kernel's training grids need to run on Dask (read by :func:`oversmoothing.experiments.grid.run_grid`):
+    """What every kernel's training grids need to run on Dask (read by :func:`oversmoothing.grid.run_grid`):
     ``--workers N`` starts a LocalCluster of N workers, ``--scheduler ADDRESS`` joins a running cluster
     (``tcp://host:port`` or a scheduler file). Unset: ``$OVERSMOOTHING_WORKERS`` / ``$OVERSMOOTHING_SCHEDULER``."""
     workers = workers if workers is not None else os.environ.get("OVERSMOOTHING_WORKERS") or None

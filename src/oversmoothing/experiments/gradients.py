@@ -2,11 +2,10 @@
 summarise it in one row: the helper of paper 2's chapters (06 gradient similarity, 07 Lipschitz
 remedies).
 
-* :func:`make_model` builds the three architectures of paper 2 by name:
-  ``"gcn"`` (deep GCN without residual connections, ReLU: ``VanillaGNN(propagation="gcn")``),
-  ``"res_gcn"`` (:class:`~oversmoothing.models.ResidualGCN`) and ``"res_gat"``
-  (:class:`~oversmoothing.models.ResidualGAT`), each optionally Lipschitz-normalised
-  (W <- c W/||W||_F on every propagation layer);
+* paper 2's architectures by name (:data:`ARCHITECTURES`): ``"gcn"`` (deep GCN without residual connections,
+  ReLU), ``"res_gcn"`` (:class:`~oversmoothing.models.ResidualGCN`), ``"res_gat"``
+  (:class:`~oversmoothing.models.ResidualGAT`) and the twins ``"mlp"``, ``"res_mlp"`` (P = I), each built by
+  ``models.build(model_name(arch), ...)`` and optionally Lipschitz-normalised (W <- c W/||W||_F);
 * :func:`run` trains it with :func:`~oversmoothing.training.fit`, recording mu and rel_mu of the
   representations X(k) and of the gradients G(k) = dL/dX(k), and returns (summary row, History);
 * :func:`sweep` runs a list of configurations and stacks the summary rows in one DataFrame;
@@ -14,10 +13,13 @@ remedies).
 * :func:`init_scale` measures, in one float64 forward pass at initialisation, how much the residual
   layers grow the representation and whether float32 would overflow; :func:`residual_growth` predicts
   that growth from a mean-field recursion (the arithmetic behind "c^2 L/d" and the 512-layer overflow);
+* :func:`init_gradients` / :func:`init_summary`: one forward and backward pass at initialisation (chapter 06);
 * :func:`rank_comparison` compares two predictors of an outcome by Spearman's rho with a
   bootstrap confidence interval for the difference of their absolute values;
   :func:`partial_spearman` / :func:`compare_predictors` do the same within strata (dataset, depth) and
   given a baseline predictor (the final training loss), i.e. "does the similarity add to the loss".
+
+The verdicts (C8-C11) are :mod:`oversmoothing.judges.gradients`' and :mod:`oversmoothing.judges.lipschitz`'.
 """
 from __future__ import annotations
 
@@ -28,39 +30,26 @@ import pandas as pd
 
 from ..datasets import DATASETS, load
 from ..graphs import Graph
-from ..models import ResidualGAT, ResidualGCN, VanillaGNN
+from ..models import build, he_rescale_
 from ..training import fit
-from .grid import per_process, plain, run_grid
+from ..grid import per_process, plain, run_grid
 
-__all__ = ["ARCHITECTURES", "make_model", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
+__all__ = ["ARCHITECTURES", "ARCHITECTURES_WITH_CONTROLS", "model_name", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
            "partial_spearman", "compare_predictors", "rank_comparison"]
 
 ARCHITECTURES = {"gcn": "GCN (no residual)", "res_gcn": "residual GCN", "res_gat": "residual GAT",
                  "res_mlp": "residual MLP (P = I)"}
+#: the same with the GCN's P = I twin; every architecture's twin is ``models.twin(model_name(arch))``
+ARCHITECTURES_WITH_CONTROLS = {**ARCHITECTURES, "mlp": "MLP (GCN with P = I)"}
 SIM_COLUMNS = ("mu_X", "mu_G", "rel_mu_X", "rel_mu_G")
 
 
-def make_model(arch: str, in_dim: int, hidden: int, out_dim: int, depth: int, *,
-               lipschitz_c: float | None = None, dropout: float = 0.0, seed: int = 0,
-               activation: str | None = None, branch_scale: float = 1.0):
-    """Paper 2's architectures by name (see the module docstring); ``depth`` = number of
-    propagation layers L (for ``"gcn"`` the last one outputs the logits).  ``"res_mlp"`` is the
-    residual GCN with P = I (the control of every GNN-specific statement).  ``activation``
-    (None: each architecture's default, ReLU or ELU for the GAT) and ``branch_scale`` alpha
-    (X(k) = X(k-1) + alpha rho(H(k))) give the readings of the residual form."""
-    res = dict(dropout=dropout, lipschitz_c=lipschitz_c, seed=seed, branch_scale=branch_scale)
-    if activation is not None:
-        res["activation"] = activation
-    if arch == "gcn":
-        return VanillaGNN(in_dim, hidden, out_dim, depth, activation=activation or "relu", propagation="gcn",
-                          lipschitz_c=lipschitz_c, seed=seed)
-    if arch == "res_gcn":
-        return ResidualGCN(in_dim, hidden, out_dim, depth, **res)
-    if arch == "res_mlp":
-        return ResidualGCN(in_dim, hidden, out_dim, depth, propagation="identity", **res)
-    if arch == "res_gat":
-        return ResidualGAT(in_dim, hidden, out_dim, depth, **res)
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+def model_name(arch: str) -> str:
+    """The registry name (:data:`oversmoothing.models.MODELS`) of paper 2's architecture ``arch`` (a key of
+    :data:`ARCHITECTURES_WITH_CONTROLS`): ``"paper2.<arch>"``."""
+    if arch not in ARCHITECTURES_WITH_CONTROLS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES_WITH_CONTROLS)}")
+    return f"paper2.{arch}"
 
 
 def _geomean(v) -> float:
@@ -112,12 +101,12 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
     validation accuracy (finite epochs only), ``final_test_acc``, ``init_loss`` and ``final_loss``
     (training loss at epoch 0 and at the last finite epoch), wall time, and the similarity
     summaries of :func:`similarity_summary`.  ``activation`` and ``branch_scale`` are passed to
-    :func:`make_model` (they appear in the row).  Divergence (NaN/Inf) is recorded, never raised."""
+    the model (they appear in the row).  Divergence (NaN/Inf) is recorded, never raised."""
     graph = dataset if isinstance(dataset, Graph) else load(dataset, split=split)
     if isinstance(dataset, Graph):  # the graph knows which split it carries
         split = graph.meta.get("split", split)
-    model = make_model(arch, graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
-                       dropout=dropout, seed=seed, activation=activation, branch_scale=branch_scale)
+    model = build(model_name(arch), graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
+                  dropout=dropout, seed=seed, activation=activation, branch_scale=branch_scale)
     h = fit(model, graph, epochs=epochs, lr=lr, weight_decay=weight_decay, measures=measures, signals=signals,
             record_every=record_every, device=device, seed=seed, progress=progress,
             desc=f"{arch} L={depth} c={lipschitz_c}")
@@ -140,13 +129,13 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
 
 
 def run_task(config: dict, graph: Graph):
-    """One run of :func:`run_all` (a task of :func:`oversmoothing.experiments.grid.run_grid`): (summary, history)."""
+    """One run of :func:`run_all` (a task of :func:`oversmoothing.grid.run_grid`): (summary, history)."""
     cfg = dict(config)
     return run(graph, cfg.pop("arch"), cfg.pop("depth"), **cfg)
 
 
 def sweep_run(config: dict) -> dict:
-    """One run of :func:`sweep` (a task of :func:`oversmoothing.experiments.grid.run_grid`): its summary row.  The
+    """One run of :func:`sweep` (a task of :func:`oversmoothing.grid.run_grid`): its summary row.  The
     dataset is loaded once per process and (name, split)."""
     cfg = dict(config)
     name, split = cfg.pop("dataset"), cfg.get("split", 0)
@@ -165,7 +154,7 @@ def _grid_configs(configs, common: dict) -> tuple[list[dict], str]:
 def run_all(graph: Graph, configs, **common) -> list:
     """:func:`run` on ``graph`` for every dict of ``configs`` (keys: arch, depth and any keyword of :func:`run`,
     overriding ``common``); returns the list of ``(summary, history)``.  Each run is a task of
-    :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
+    :func:`oversmoothing.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
     configs, device = _grid_configs(configs, common)
     return list(run_grid(run_task, configs, inputs={"graph": graph}, device=device, desc="training runs"))
 
@@ -173,7 +162,7 @@ def run_all(graph: Graph, configs, **common) -> list:
 def sweep(configs, **common) -> pd.DataFrame:
     """:func:`run` for every dict of ``configs`` (keys: dataset (a name), arch, depth and any keyword of
     :func:`run`, overriding ``common``); returns the summary rows as one DataFrame.  Each run is a task
-    of :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
+    of :func:`oversmoothing.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``)."""
     configs, device = _grid_configs(configs, common)
     for cfg in configs:
         if not isinstance(cfg.get("dataset"), str):
@@ -192,8 +181,8 @@ def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschi
 
     from ..models import Trace
 
-    model = make_model(arch, graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
-                       seed=seed, activation=activation, branch_scale=branch_scale).double()
+    model = build(model_name(arch), graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
+                  seed=seed, activation=activation, branch_scale=branch_scale).double()
     op = model.operator(graph)
     if op is not None and op.is_floating_point():
         op = op.to(torch.float64)
@@ -363,37 +352,6 @@ def rank_comparison(df: pd.DataFrame, outcome: str, a: str, b: str, *, n_boot: i
 
 
 # ----------------------------------------------------------------------------- chapter 06: controls at initialisation
-# (added by chapter 06; the functions above are chapter 07's)
-CONTROLS = {"gcn": "mlp", "res_gcn": "res_mlp"}  # the P = I twin of each graph architecture
-ARCHITECTURES_WITH_CONTROLS = {**ARCHITECTURES, "mlp": "MLP (GCN with P = I)", "res_mlp": "residual MLP (P = I)"}
-
-
-def make_model_or_control(arch: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, seed: int = 0):
-    """:func:`make_model` (no normalisation), or for ``"mlp"``/``"res_mlp"`` the P = I twin of ``"gcn"``/
-    ``"res_gcn"``: the same class built from the same seed, hence the SAME initial weights, with the
-    propagation operator replaced by the identity."""
-    if arch == "mlp":
-        return VanillaGNN(in_dim, hidden, out_dim, depth, activation="relu", propagation="identity", seed=seed)
-    if arch == "res_mlp":
-        return ResidualGCN(in_dim, hidden, out_dim, depth, propagation="identity", seed=seed)
-    return make_model(arch, in_dim, hidden, out_dim, depth, seed=seed)
-
-
-def he_rescale_(model, gain: float = math.sqrt(2.0)):
-    """Multiply by ``gain`` the weight of every propagation layer followed by a ReLU (all but the last layer
-    of a :class:`VanillaGNN`, every residual branch of a residual model), in place.  Glorot's uniform init
-    gives a d x d weight the variance 1/d; ReLU keeps half of the second moment, so each layer multiplies
-    the signal's (and the gradient's) mean square by about 1/2.  sqrt(2) (He et al., 2015) compensates."""
-    import torch
-
-    from ..models import main_weight
-
-    layers = list(model.layers)[:-1] if isinstance(model, VanillaGNN) else list(model.layers)
-    with torch.no_grad():
-        for layer in layers:
-            owner, name, _ = main_weight(layer)
-            getattr(owner, name).mul_(gain)
-    return model
 
 
 def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, seed: int = 0, he: bool = False,
@@ -417,7 +375,7 @@ def init_gradients(graph: Graph, arch: str, depth: int, *, hidden: int = 32, see
 
     dtype = dtype or torch.float32
     dev = resolve_device(device)
-    model = make_model_or_control(arch, graph.num_features, hidden, graph.num_classes, depth, seed=seed)
+    model = build(model_name(arch), graph.num_features, hidden, graph.num_classes, depth, seed=seed)
     if he:
         he_rescale_(model)
     model = model.to(device=dev, dtype=dtype)
@@ -461,18 +419,6 @@ def init_summary(res: dict) -> dict:
                 spearman=float(spearmanr(np.arange(1, len(m) + 1), m).statistic) if ok else float("nan"),
                 rel_mu_G1=at("rel_mu_G", 1), rel_mu_gcn_G1=at("rel_mu_gcn_G", 1), small_share_G1=at("small_share_G", 1),
                 norm_G0=at("norm_G", 0))
-
-
-def seed_verdict(verdicts) -> tuple[str, int]:
-    """The verdict of the majority of seeds (a tie goes to the less favourable one) and how many seeds
-    reached it.  Any verdict other than reproduced / partly / not reproduced (e.g. not judged) wins outright."""
-    order = ["not reproduced", "partly reproduced", "reproduced"]
-    vs = list(verdicts)
-    odd = [v for v in vs if v not in order]
-    if odd:
-        return odd[0], sum(v == odd[0] for v in vs)
-    best = max(order, key=lambda v: (vs.count(v), -order.index(v)))
-    return best, vs.count(best)
 
 
 def small_component_mask(edge_index, n: int, max_size: int = 2):

@@ -7,7 +7,10 @@ beside their MLP twins (P = I), over several graph and weight seeds, and the rat
                          norms of X(k), its constant part, B(k) = dL/dH(k) and dL/dW(k);
 * :func:`profile_grid`   layer_profile over graphs (one seed each) x networks (GNN, MLP) x depths x s (or s*lambda);
 * :func:`fit_rate`, :func:`end_rate`, :func:`fit_theorem2`   the per-layer rates and Theorem 2's two-term shape;
-* :func:`forward_verdict`, :func:`thirds`, :func:`tally`     the criteria of C1 and C3, and seeds that agree.
+* :func:`thirds`, :func:`valley_table`    C3's measurements of a backward profile.
+
+The verdicts on these measurements (C1-C3, C13) are :mod:`oversmoothing.judges.forward`'s and
+:mod:`oversmoothing.judges.backward`'s.
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ import torch
 
 from .. import graphs as G
 from .. import measures, signals
-from .traps import make_vanilla
+from ..models import build
+from .traps import vanilla
 
-__all__ = ["csbm_draws", "layer_profile", "profile_grid", "fit_rate", "layer_rates", "end_rate", "fit_theorem2", "forward_verdict",
-           "thirds", "tally", "valley_table", "valley_verdict"]
+__all__ = ["csbm_draws", "layer_profile", "profile_grid", "fit_rate", "layer_rates", "end_rate", "fit_theorem2", "thirds",
+           "valley_table"]
 
 
 def csbm_draws(seeds, n: int, avg_degree: float, lam: float | None = None, *, ratio: float | None = None, **kw) -> list:
@@ -91,7 +95,7 @@ def profile_grid(graphs, depths, *, s=None, s_lambda=None, kinds=("GNN", "MLP"),
     graph and new weights. The scale is either ``s`` (list: spectral norm of every W(k)) or ``s_lambda`` (list:
     s = s_lambda / lambda of each graph). kinds: "GNN" (P = I - (D-A)/d_max) and/or "MLP" (P = I, same weights).
     init: "gaussian" (Gaussian rescaled to ||W||_2 = s) or "orthogonal" (every singular value s), see
-    :func:`oversmoothing.experiments.make_vanilla`. Returns the stacked rows tagged with seed, lambda, kind, L,
+    ``oversmoothing.models.build("paper1.gnn", ...)``. Returns the stacked rows tagged with seed, lambda, kind, L,
     scale (the requested s or s_lambda), s, s_lambda, activation and init.
     """
     if (s is None) == (s_lambda is None):
@@ -107,7 +111,7 @@ def profile_grid(graphs, depths, *, s=None, s_lambda=None, kinds=("GNN", "MLP"),
             for x in scales:
                 s_k = x if s is not None else x / lam
                 for kind in kinds:
-                    model = make_vanilla(kind, g.num_features, hidden, g.num_classes, L, activation=activation,
+                    model = build(vanilla(kind), g.num_features, hidden, g.num_classes, L, activation=activation,
                                          init=init, s=s_k, seed=seed)
                     df = layer_profile(model, g, op if kind == "GNN" else None, backward=backward, device=device)
                     out.append(df.assign(seed=seed, **{"lambda": lam}, kind=kind, L=L, scale=x, s=s_k,
@@ -185,59 +189,11 @@ def fit_theorem2(values, lam: float, s: float, valid=None) -> tuple[float, float
     return float(10 ** res.x[0]), float(10 ** res.x[1]), float(np.sqrt(np.mean(res.fun ** 2)))
 
 
-def forward_verdict(s_lambda, rate, r2, *, escape: str = "some", r2_min: float = 0.9, control=None) -> dict:
-    """C1's criterion on one network's fitted rates r (and fit R^2) of E(X(k)) at several s*lambda.
-
-    decays  : for every s*lambda < 1 the decay is exponential (R^2 >= r2_min) and at least as fast as the bound,
-              r <= s*lambda  (the paper: s lambda < 1 is sufficient for oversmoothing);
-    escapes : s*lambda > 1 lets E(X(k)) escape (r >= 1) for SOME tested s*lambda (``escape="some"``: the paper
-              says that then oversmoothing *may* not happen) or for EVERY one (``escape="every"``, a stricter
-              reading).
-    control : optional (rate, r2) of the same networks with P = I (the MLP) at the same s*lambda. If the MLP
-              "decays" by the same test, the (s lambda)^k decay is not a graph effect and "reproduced" drops to
-              "partly reproduced"; the result carries ``control_decays``.
-    verdict : both -> "reproduced"; decays only -> "partly reproduced"; otherwise "not reproduced". With no
-              s*lambda < 1 (or none > 1) tested, the missing part counts as not shown.
-    """
-    if escape not in ("some", "every"):
-        raise ValueError(f"escape must be 'some' or 'every', got {escape!r}")
-    sl, r, q = (np.asarray(a, dtype=float) for a in (s_lambda, rate, r2))
-    below, above = sl < 1, sl > 1
-    decays = bool(below.any() and ((q[below] >= r2_min) & (r[below] <= sl[below])).all())
-    hit = r[above] >= 1
-    escapes = bool(above.any() and (hit.any() if escape == "some" else hit.all()))
-    verdict = ("reproduced" if escapes else "partly reproduced") if decays else "not reproduced"
-    out = dict(decays=decays, escapes=escapes, verdict=verdict)
-    if control is not None:
-        c_rate, c_r2 = (np.asarray(a, dtype=float) for a in control)
-        out["control_decays"] = bool(below.any() and ((c_r2[below] >= r2_min) & (c_rate[below] <= sl[below])).all())
-        if out["control_decays"] and verdict == "reproduced":
-            out["verdict"] = "partly reproduced"
-    return out
-
-
 def thirds(values) -> tuple[float, float, float]:
     """Means of log10(values) over the first, middle and last third of the layers (numpy.array_split);
     values <= 0 are clipped to 1e-300."""
     logs = np.log10(np.clip(np.asarray(values, dtype=float), 1e-300, None))
     return tuple(float(t.mean()) for t in np.array_split(logs, 3))
-
-
-def tally(verdicts) -> tuple[str, str]:
-    """Seeds that agree: (headline, detail). headline: the common verdict when every seed gives the same one, else
-    "partly reproduced" if at least one seed reproduced (fully or partly), else "not reproduced". detail:
-    "3/3 seeds" when unanimous, else the count of each verdict, e.g. "reproduced on 2/3 seeds, partly reproduced
-    on 1/3"."""
-    v = list(verdicts)
-    if not v:
-        return "not judged", "0 seeds"
-    n = len(v)
-    if all(x == v[0] for x in v):
-        return v[0], f"{n}/{n} seeds"
-    head = "partly reproduced" if any(x in ("reproduced", "partly reproduced") for x in v) else "not reproduced"
-    counts = {x: v.count(x) for x in dict.fromkeys(v)}
-    parts = [f"{x} on {c}/{n}" + (" seeds" if i == 0 else "") for i, (x, c) in enumerate(counts.items())]
-    return head, ", ".join(parts)
 
 
 def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: float,
@@ -262,20 +218,3 @@ def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: floa
                          k_star=int(d.layer.iloc[int(np.argmin(v))]), r_in=r_in, r_out=r_out, q=lam * s,
                          rates_ok=bool(r_in <= lam * s and r_out <= lam * s), a=a, b=b, rms=rms))
     return pd.DataFrame(rows)
-
-
-def valley_verdict(peak: pd.DataFrame, rates: pd.DataFrame | None = None, control: pd.DataFrame | None = None) -> dict:
-    """C3's criterion on one seed's :func:`valley_table` rows (the judged depths): (i) ``peak``: the middle third
-    is lowest at every depth (rows ``peak``); (ii) ``rates``: both end rates <= lambda s at every depth (rows
-    ``rates``, default ``peak``, e.g. the table of another measure). Both: "reproduced"; one: "partly reproduced";
-    neither: "not reproduced". ``control`` (the peak rows of the same networks with P = I): if the MLP shows the
-    middle-layer peak too, it is not a GNN effect and "reproduced" drops to "partly reproduced"."""
-    rates = peak if rates is None else rates
-    ok_peak, ok_rates = bool(len(peak) and peak.middle_lowest.all()), bool(len(rates) and rates.rates_ok.all())
-    verdict = "reproduced" if ok_peak and ok_rates else ("partly reproduced" if ok_peak or ok_rates else "not reproduced")
-    out = dict(peak=ok_peak, rates=ok_rates, verdict=verdict)
-    if control is not None:
-        out["control_peak"] = bool(len(control) and control.middle_lowest.all())
-        if out["control_peak"] and verdict == "reproduced":
-            out["verdict"] = "partly reproduced"
-    return out

@@ -1,19 +1,21 @@
-"""Small experiment helpers shared by the chapters on paper 1's training traps (04, 05).
+"""What chapters 04-05 (paper 1's training traps) run: training grids of the vanilla GNN and its MLP twin,
+and the measurements of one run.
 
-* :func:`make_vanilla` builds paper 1's vanilla GNN or the MLP of the same depth with a chosen
-  initialisation (Glorot, scaled orthogonal, or Gaussian with a given spectral norm);
-* :func:`train_grid` trains a list of such models and stacks their histories in two tidy tables;
-* :func:`collapse_epoch` finds the first epoch at which every layer's gradient is near zero;
+* :func:`train_grid` / :func:`train_graphs` train a list of paper 1's networks (``models.build("paper1.gnn" |
+  "paper1.mlp")``) and stack their histories in two tidy tables;
 * :func:`trap_status` says whether one run was *trapped* (near-zero gradients in every layer AND a loss that
   stays near chance to the end), *trained*, *did not train* (diverged or exploded) or is *not trapped*;
   :func:`run_table` applies it to every run of a grid, with the loss change over the last epochs
   (a flat tail shows the budget was long enough);
 * :func:`offset_graph` adds a node-independent offset to the features and :func:`component_decay`
   follows, through k propagations, the constant part (kept whole by P) and the class part (~lambda^k);
-* :func:`train_last_layer` trains W(L) alone and records every layer's gradient (Theorem 3);
+* :func:`solve_last_layer_` trains W(L) alone to stationarity, exactly, and records every layer's gradient
+  (Theorem 3);
 * :func:`chance_loss` is the loss of the best constant predictor (log C for cross-entropy, sigma_y^2
   for the regression variant), the level Corollary 2's trapped points sit at;
 * :func:`proposition2` builds the explicit MLP counter-example (and its GNN analogue) by hand.
+
+The verdicts on these measurements (C4-C7) are :mod:`oversmoothing.judges.traps`'.
 """
 from __future__ import annotations
 
@@ -24,58 +26,31 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .grid import plain, run_grid
-from ..models import VanillaGNN, spectral_init_
+from ..grid import plain, run_grid
+from ..models import build
 from ..training import fit
 
-__all__ = ["KINDS", "INITS", "orthogonal_init_", "make_vanilla", "train_grid", "train_graphs", "collapse_epoch",
-           "TRAP_STATUSES", "trap_status", "tail_change", "run_table", "count_status", "judge_depth_contrast", "judge_delay", "offset_graph", "component_decay",
-           "train_last_layer", "solve_last_layer_", "gradient_profile", "chance_loss", "proposition2"]
+__all__ = ["KINDS", "vanilla", "train_grid", "train_graphs", "TRAP_STATUSES", "trap_status", "tail_change", "run_table",
+           "offset_graph", "component_decay", "solve_last_layer_", "chance_loss", "proposition2"]
 
-KINDS = {"GNN": "bistochastic", "MLP": "identity"}
-INITS = ("glorot", "orthogonal", "gaussian")
-
-
-@torch.no_grad()
-def orthogonal_init_(model, gain: float = 1.0, seed: int | None = None):
-    """Re-initialise every W(k) of ``model.layers`` as ``gain`` times a (semi-)orthogonal matrix,
-    so that every singular value of W(k), hence its spectral norm ||W(k)||_2, equals ``gain``."""
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    for layer in model.layers:
-        W = layer.weight
-        A = torch.randn(max(W.shape), min(W.shape), generator=gen, dtype=torch.float64)
-        Q, R = torch.linalg.qr(A)
-        Q = Q * torch.sign(torch.diagonal(R))  # uniform (Haar) orientation
-        W.copy_((Q if W.shape[0] >= W.shape[1] else Q.t()).to(W.dtype) * gain)
-    return model
+#: paper 1's two networks by the chapters' names: the vanilla GNN and its P = I twin (registry names)
+KINDS = {"GNN": "paper1.gnn", "MLP": "paper1.mlp"}
 
 
-def make_vanilla(kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "centred_softplus",
-                 init: str = "orthogonal", s: float = 1.0, seed: int = 0) -> VanillaGNN:
-    """Paper 1's vanilla GNN (``kind='GNN'``, P = I - (D-A)/d_max) or the MLP of the same depth
-    (``kind='MLP'``, P = I), no biases.
-
-    init : 'glorot' (PyTorch's xavier_uniform, ``s`` ignored); 'orthogonal': every singular value of
-           every W(k) equals ``s``; 'gaussian': Gaussian W(k) rescaled to ||W(k)||_2 = ``s``.
-    """
+def vanilla(kind: str) -> str:
+    """The registry name (:data:`oversmoothing.models.MODELS`) of paper 1's network ``kind`` ("GNN" or "MLP")."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    model = VanillaGNN(in_dim, hidden, out_dim, depth, activation=activation, propagation=KINDS[kind],
-                       s=s if init == "gaussian" else None, seed=seed)
-    if init == "orthogonal":
-        orthogonal_init_(model, s, seed=seed)
-    return model
+    return KINDS[kind]
 
 
 def train_run(config: dict, graph) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One run of :func:`train_grid` (a task of :func:`oversmoothing.experiments.grid.run_grid`): ``config["run"]``
+    """One run of :func:`train_grid` (a task of :func:`oversmoothing.grid.run_grid`): ``config["run"]``
     holds kind, depth, seed, activation, init, s, lr and loss; the other keys are the shared settings
     (hidden, epochs, record_every, fit keywords, device).  Returns its (epochs, layers) tables, tagged."""
     cfg = config["run"]
-    model = make_vanilla(cfg["kind"], graph.num_features, config["hidden"], graph.num_classes, cfg["depth"],
-                         activation=cfg["activation"], init=cfg["init"], s=cfg["s"], seed=cfg["seed"])
+    model = build(vanilla(cfg["kind"]), graph.num_features, config["hidden"], graph.num_classes, cfg["depth"],
+                  activation=cfg["activation"], init=cfg["init"], s=cfg["s"], seed=cfg["seed"])
     h = fit(model, graph, epochs=config["epochs"], lr=cfg["lr"], loss=cfg["loss"], measures=(), signals=(),
             record_every=config["record_every"], device=config["device"], seed=cfg["seed"],
             desc=f"{cfg['kind']} L={cfg['depth']}", **config["fit"])
@@ -89,7 +64,7 @@ def train_grid(graph, runs, *, hidden: int = 32, activation: str = "centred_soft
                record_every: int = 1, **fit_kw):
     """Train every run of ``runs`` (dicts with keys ``kind``, ``depth``, ``seed`` and optionally any
     of activation, init, s, lr, loss overriding the defaults) on ``graph``; each run is a task of
-    :func:`oversmoothing.experiments.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``).
+    :func:`oversmoothing.grid.run_grid` (cached, resumable, on Dask when the runner was given ``--workers``).
 
     Returns (epochs, layers): the runs' :class:`~oversmoothing.training.History` tables stacked, each
     row tagged with the run's keys (the loss name as ``objective``) and a ``model`` label such as ``"GNN L=40"``; only the gradient
@@ -111,24 +86,6 @@ def train_graphs(graphs: dict, runs, **kw):
         ep.append(e.assign(graph=key))
         la.append(l_.assign(graph=key))
     return pd.concat(ep, ignore_index=True), pd.concat(la, ignore_index=True)
-
-
-def collapse_epoch(layers: pd.DataFrame, threshold: float, epochs: pd.DataFrame | None = None,
-                   min_loss: float | None = None) -> int | None:
-    """First recorded epoch at which EVERY layer's gradient norm ||dL/dW(k)||_F is below
-    ``threshold`` (one run's ``layers`` table); None if that never happens.  An epoch at which a
-    gradient is NaN (divergence) does not count as collapsed.
-
-    With ``epochs`` (the run's epochs table) and ``min_loss``, only epochs whose training loss is still
-    >= ``min_loss`` count: the first epoch of a *trap* (near-zero gradients at a high loss), as opposed
-    to convergence to a good minimum."""
-    g = layers.loc[layers["layer"] >= 1].groupby("epoch")["grad_norm"]
-    below = g.apply(lambda v: bool(v.notna().all() and (v < threshold).all()))
-    if epochs is not None and min_loss is not None:
-        loss = epochs.set_index("epoch")["loss"].reindex(below.index)
-        below = below & (loss >= min_loss)
-    hits = below[below].index
-    return int(hits[0]) if len(hits) else None
 
 
 TRAP_STATUSES = ("trapped", "trained", "did not train", "not trapped")
@@ -198,84 +155,6 @@ def run_table(EP: pd.DataFrame, LA: pd.DataFrame, keys: list[str], chance, thres
     return pd.DataFrame(rows)
 
 
-def count_status(table: pd.DataFrame, model: str, statuses) -> tuple[int, int]:
-    """(number of runs of ``model`` whose status is in ``statuses``, number of runs of ``model``)."""
-    d = table.loc[table["model"] == model]
-    statuses = (statuses,) if isinstance(statuses, str) else tuple(statuses)
-    return int(d["status"].isin(statuses).sum()), len(d)
-
-
-def judge_depth_contrast(table: pd.DataFrame, deep_gnn: str, shallow_gnn: str, deep_mlp: str,
-                         few_epochs: int) -> tuple[str, str]:
-    """Claim C4 on a :func:`run_table` (column ``model`` like "GNN L=40"): ``(verdict, counts)``.
-
-    reproduced: EVERY deep-GNN run "trapped" by epoch ``few_epochs``, every shallow-GNN run "trained",
-    every deep-MLP run "trained" or "not trapped" (the P = I control; "did not train" does not count);
-    partly reproduced: all three hold in every run but some trap is later, or each holds in >= 2/3 of the runs;
-    otherwise not reproduced."""
-    t, n_t = count_status(table, deep_gnn, "trapped")
-    s, n_s = count_status(table, shallow_gnn, "trained")
-    m, n_m = count_status(table, deep_mlp, ("trained", "not trapped"))
-    ep = table.loc[(table["model"] == deep_gnn) & (table["status"] == "trapped"), "status_epoch"]
-    fast = int((ep <= few_epochs).sum())
-    counts = (f"{deep_gnn} trapped {t}/{n_t} (by epoch {few_epochs}: {fast}/{n_t}); {shallow_gnn} trained {s}/{n_s}; "
-              f"{deep_mlp} not trapped {m}/{n_m}")
-    if min(n_t, n_s, n_m) == 0:
-        return "not judged", counts
-    if t == n_t and s == n_s and m == n_m:
-        return ("reproduced" if fast == n_t else "partly reproduced"), counts
-    if 3 * t >= 2 * n_t and 3 * s >= 2 * n_s and 3 * m >= 2 * n_m:
-        return "partly reproduced", counts
-    return "not reproduced", counts
-
-
-def judge_delay(table: pd.DataFrame, s_col: str = "s") -> tuple[str, str, pd.DataFrame]:
-    """Claim C7 on a :func:`run_table` with columns ``kind`` (GNN/MLP), ``s_col`` and the runs' statuses:
-    does a larger initial spectral norm s delay or prevent the deep GNN's trap, *as a GNN effect*?
-
-    Per s: the GNN's trap epoch is the median over its runs (a run that trained or is "not trapped" counts
-    as never trapped, +inf; "did not train" runs are left out: an explosion is not an escape). An s
-    *counts* only if every MLP run at that s (the P = I control) is "trained" or "not trapped" and some
-    GNN run is left. Verdict:
-
-    * "not reproduced" if the GNN's trap epoch is not delayed at all over the whole grid (non-decreasing
-      in s and larger at the largest s than at the smallest), or if >= 2 s count and it is not delayed
-      among them;
-    * "reproduced" if >= 2 s count and it is delayed among them;
-    * "not judged" if it is delayed over the grid but fewer than 2 s count (the MLP shows the same trap,
-      so no GNN-specific comparison is left), or if fewer than 2 s have a GNN run that did train.
-
-    Returns (verdict, text, per-s table)."""
-    rows = []
-    for s, d in table.groupby(s_col):
-        gnn, mlp = d.loc[d["kind"] == "GNN"], d.loc[d["kind"] == "MLP"]
-        ok = gnn.loc[gnn["status"] != "did not train"]
-        ep = ok.apply(lambda r: r["status_epoch"] if r["status"] == "trapped" else np.inf, axis=1)
-        rows.append({s_col: s, "gnn_trap_epoch": float(np.median(ep)) if len(ep) else np.nan,
-                     "gnn": ", ".join(f"{st} {int((gnn.status == st).sum())}" for st in TRAP_STATUSES if (gnn.status == st).any()),
-                     "mlp": ", ".join(f"{st} {int((mlp.status == st).sum())}" for st in TRAP_STATUSES if (mlp.status == st).any()),
-                     "counts": bool(len(mlp) and mlp["status"].isin(("trained", "not trapped")).all() and len(ok))})
-    per_s = pd.DataFrame(rows).sort_values(s_col)
-
-    def delayed(v):
-        v = v[~np.isnan(v)]
-        return bool(len(v) >= 2 and all(b >= a for a, b in zip(v[:-1], v[1:])) and v[-1] > v[0])
-
-    fmt = lambda v: "never" if np.isinf(v) else ("-" if np.isnan(v) else f"{v:g}")  # noqa: E731
-    text = ("GNN trap epoch by s: " + ", ".join(f"{r[s_col]:g}: {fmt(r['gnn_trap_epoch'])}" for _, r in per_s.iterrows())
-            + "; s where the same-depth MLP is not trapped: " + (", ".join(f"{v:g}" for v in per_s.loc[per_s["counts"], s_col]) or "none"))
-    counted = per_s.loc[per_s["counts"], "gnn_trap_epoch"].to_numpy()
-    if per_s["gnn_trap_epoch"].notna().sum() < 2:  # (almost) every GNN run exploded: nothing to compare
-        verdict = "not judged"
-    elif not delayed(per_s["gnn_trap_epoch"].to_numpy()):
-        verdict = "not reproduced"
-    elif len(counted) >= 2:
-        verdict = "reproduced" if delayed(counted) else "not reproduced"
-    else:
-        verdict = "not judged"
-    return verdict, text, per_s
-
-
 def offset_graph(graph, size: float, direction: torch.Tensor | None = None):
     """The same graph with a node-independent offset added to every node's features,
     x_i <- x_i + ``size`` u  (u: ``direction`` normalised, default the all-ones direction)."""
@@ -313,15 +192,6 @@ def component_decay(graph, steps: int, propagation_kind: str = "bistochastic") -
     out = pd.DataFrame(rows)
     out["class_over_constant"] = out["class"] / out["constant"]
     return out
-
-
-def train_last_layer(model, graph, *, epochs: int = 300, lr: float = 0.01, loss: str = "ce", device="auto",
-                     seed: int = 0, **fit_kw):
-    """Train only W(L) (every other weight frozen at its current value) and record every layer's
-    gradient norm at every epoch: Theorem 3 says that for a deep GNN the whole network is then at a
-    near-stationary point."""
-    return fit(model, graph, epochs=epochs, lr=lr, loss=loss, params=model.layers[-1].parameters(),
-               measures=(), signals=(), device=device, seed=seed, **fit_kw)
 
 
 def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter: int = 500):
@@ -383,15 +253,6 @@ def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter
     _, sig = trace(model, x, op, g.y, mask, loss=loss)
     info = dict(loss=sig.loss, last_grad=float(torch.linalg.norm(sig.dW[-1].double())), iterations=iters)
     return sig, info
-
-
-def gradient_profile(history) -> pd.DataFrame:
-    """Per layer: the gradient norm at the first and at the last recorded epoch, and their ratio."""
-    la = history.layers.loc[history.layers["layer"] >= 1]
-    first, last = la["epoch"].min(), la["epoch"].max()
-    a = la.loc[la.epoch == first].set_index("layer")["grad_norm"]
-    b = la.loc[la.epoch == last].set_index("layer")["grad_norm"]
-    return pd.DataFrame({"grad_start": a, "grad_end": b, "ratio": b / a}).reset_index()
 
 
 def chance_loss(graph, loss: str = "ce", mask=None) -> float:

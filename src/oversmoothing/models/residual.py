@@ -1,0 +1,98 @@
+"""Paper 2's residual networks: X(k) = X(k-1) + rho(H(k)) between a linear encoder and decoder."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from ..graphs import Graph, propagation
+from .layers import (Dense, Trace, _activation, _check_depth, _seeded, check_propagation, graph_edges, input_dropout,
+                     lipschitz_normalise, propagate, record_input, record_layer)
+
+__all__ = ["ResidualGCN", "ResidualGAT"]
+
+
+class _Residual(nn.Module):
+    """Encoder, L residual layers X(k) = X(k-1) + alpha rho(H(k)), decoder.
+
+    X(0) = x W_in + b_in;  logits = X(L) W_out + b_out.  Lipschitz normalisation, when asked,
+    applies to the L residual layers (the ones whose product the depth compounds).  ``branch_scale``
+    alpha (default 1, the papers' form) scales every residual branch: with ||W(k)||_2 <= c, ||P||_2 <= 1
+    and a 1-Lipschitz rho, a GCN layer is then (1 + alpha c)-Lipschitz."""
+
+    def __init__(self, in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale=1.0,
+                 lipschitz_mode="hard"):
+        super().__init__()
+        _check_depth(depth)
+        if not branch_scale > 0:
+            raise ValueError(f"branch_scale must be > 0, got {branch_scale}")
+        self.rho = _activation(activation)
+        self.act_name, self.depth, self.dropout = activation, depth, dropout
+        self.branch_scale = float(branch_scale)
+        with _seeded(seed):
+            self.encoder = Dense(in_dim, hidden, bias=True)
+            self.layers = nn.ModuleList(self._layer(hidden) for _ in range(depth))
+            self.decoder = Dense(hidden, out_dim, bias=True)
+        self.lipschitz_c, self.lipschitz_mode = lipschitz_c, lipschitz_mode
+        if lipschitz_c is not None:
+            for layer in self.layers:
+                lipschitz_normalise(layer if isinstance(layer, Dense) else layer.lin, lipschitz_c, mode=lipschitz_mode)
+
+    def forward(self, x, op, trace: Trace | None = None):
+        X = self.encoder(input_dropout(x, self.dropout, self.training))
+        record_input(trace, X)
+        for layer in self.layers:
+            H = self._branch(layer, F.dropout(X, self.dropout, self.training), op)
+            R = self.rho(H)
+            X = X + (R if self.branch_scale == 1.0 else self.branch_scale * R)
+            record_layer(trace, H, X)
+        return self.decoder(X)
+
+
+class ResidualGCN(_Residual):
+    """Residual GCN (paper 2): X(k) = X(k-1) + rho(P X(k-1) W(k)), P the GCN operator
+    D~^{-1/2}(A+I)D~^{-1/2}; optional Lipschitz normalisation W(k) <- c W(k)/||W(k)||_F.
+    ``propagation='identity'`` gives the residual MLP (P = I); ``branch_scale`` alpha gives
+    X(k) = X(k-1) + alpha rho(P X(k-1) W(k)) (a reading of the residual form, e.g. alpha = 1/sqrt(L))."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "relu",
+                 propagation: str = "gcn", dropout: float = 0.0, lipschitz_c: float | None = None,
+                 seed: int | None = None, branch_scale: float = 1.0, lipschitz_mode: str = "hard"):
+        self.propagation = propagation
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale,
+                         lipschitz_mode)
+
+    @staticmethod
+    def _layer(hidden):
+        return Dense(hidden, hidden)
+
+    def operator(self, graph: Graph, device=None):
+        return None if self.propagation == "identity" else propagation(graph, self.propagation, device)
+
+    @staticmethod
+    def _branch(layer, X, op):
+        return propagate(op, layer(X))
+
+
+class ResidualGAT(_Residual):
+    """Residual GAT (paper 2): X(k) = X(k-1) + rho(GATConv_k(X(k-1))) with PyG's single-head GATConv;
+    Lipschitz normalisation applies to each GATConv's linear map."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "elu",
+                 dropout: float = 0.0, lipschitz_c: float | None = None, seed: int | None = None,
+                 branch_scale: float = 1.0, lipschitz_mode: str = "hard", propagation: str = "graph"):
+        self.propagation = check_propagation(propagation, ("graph", "identity"))
+        super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale,
+                         lipschitz_mode)
+
+    @staticmethod
+    def _layer(hidden):
+        from torch_geometric.nn import GATConv
+
+        return GATConv(hidden, hidden, heads=1, bias=False)
+
+    def operator(self, graph: Graph, device=None):
+        return graph_edges(self, graph, device)
+
+    @staticmethod
+    def _branch(layer, X, edge_index):
+        return layer(X, edge_index)
