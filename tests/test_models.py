@@ -1,6 +1,7 @@
 """Initialisation, Lipschitz normalisation, training records and bad input."""
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -118,3 +119,25 @@ def test_centred_softplus_is_zero_at_zero_and_one_lipschitz():
     assert float(f(torch.zeros(1))) == pytest.approx(0.0, abs=1e-7)
     assert float((f(x[1:]) - f(x[:-1])).abs().max() / (x[1] - x[0])) <= 1.0
     assert torch.allclose(f(x) - ACTIVATIONS["softplus"](x), torch.full_like(x, -0.6931471805599453))
+
+
+@pytest.mark.parametrize("name, kw", [("paper2.res_gcn", dict(lipschitz_c=2.0)), ("remedy.gcn", dict(dropout=0.5))])
+def test_untraced_epochs_change_nothing_that_is_recorded(graph, name, kw):
+    """fit traces only the recorded epochs (the others are plain steps): the rows recorded every 3 epochs are those
+    of recording every epoch, digit for digit, and so is the whole epochs table (dropout masks included)."""
+    def run(every):
+        m = M.build(name, graph.num_features, 8, graph.num_classes, 3, seed=0, **kw)
+        return T.fit(m, graph, epochs=7, measures=("E", "rel_mu"), signals=("X", "B"), record_every=every,
+                     device="cpu", progress=False)
+    every, some = run(1), run(3)
+    cols = [c for c in every.epochs.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(every.epochs[cols], some.epochs[cols], check_exact=True)
+    kept = every.layers[every.layers.epoch.isin([0, 3, 6, 7])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, some.layers.reset_index(drop=True), check_exact=True)
+
+
+def test_a_divergence_between_recorded_epochs_is_recorded_traced(graph):
+    m = M.build("paper2.res_gcn", graph.num_features, 8, graph.num_classes, 3, seed=1)
+    h = T.fit(m, graph, epochs=6, lr=1e9, measures=("mu",), signals=("X",), record_every=4, device="cpu", progress=False)
+    assert h.diverged_at is not None and h.diverged_at % 4 != 0
+    assert set(h.layers.epoch) == {0, h.diverged_at} and "mu_X" in h.layers

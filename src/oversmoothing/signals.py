@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .models import Trace, main_weight, weights
 
-__all__ = ["Signals", "trace", "loss_fn", "LOSSES", "ACTIVATION_DERIVATIVES", "linear_backward_error",
+__all__ = ["Signals", "trace", "step", "weight_grads", "loss_fn", "LOSSES", "ACTIVATION_DERIVATIVES", "linear_backward_error",
            "backward_mean_prediction"]
 
 
@@ -87,9 +87,26 @@ def trace(model, x, op, y, mask, *, loss: str = "ce", backward: bool = True) -> 
         B=[grad(h) for h in record.H],
         G=[grad(xk) if xk.requires_grad else None for xk in record.X],
         W=[None if w is None else w.detach() for w in Ws],
-        dW=[_weight_grad(model, k) for k in range(len(Ws))],
+        dW=weight_grads(model),
     )
     return L, sig
+
+
+def step(model, x, op, y, mask, *, loss: str = "ce", weights_too: bool = False) -> Signals:
+    """One forward and one backward pass WITHOUT a trace (what a training step needs, nothing more): the
+    loss, the logits, every dL/dW(k) (and, with ``weights_too``, every W(k)); no H, X, B, G are kept.  The
+    numbers are those of :func:`trace` (the same operations, without its ``retain_grad`` hooks)."""
+    logits = model(x, op)
+    L = loss_fn(loss)(logits, y, mask)
+    L.backward()
+    Ws = [None if w is None else w.detach() for w in weights(model)] if weights_too else []
+    return Signals(loss=float(L.detach()), logits=logits.detach(), H=[], X=[], B=[], G=[], W=Ws,
+                   dW=weight_grads(model))
+
+
+def weight_grads(model) -> list:
+    """dL/dW(k) of every propagation layer k = 1..L (see :func:`_weight_grad`)."""
+    return [_weight_grad(model, k) for k in range(len(model.layers))]
 
 
 def _weight_grad(model, k):

@@ -1,8 +1,11 @@
 """Full-batch training that records, every ``record_every`` epochs, the per-layer signals.
 
-Each step is ONE traced forward/backward (:func:`oversmoothing.signals.trace`): the measures of
-X(k), B(k) = dL/dH(k), G(k) = dL/dX(k) and the gradient norms ||dL/dW(k)||_F come from the
-very pass that produces the update, taken *before* the update of that epoch (epoch 0 = at init).
+Each step is ONE forward/backward pass.  At a recorded epoch that asks for measures of the signals it is
+traced (:func:`oversmoothing.signals.trace`): the measures of X(k), B(k) = dL/dH(k), G(k) = dL/dX(k) and
+the gradient norms ||dL/dW(k)||_F come from the very pass that produces the update, taken *before* the
+update of that epoch (epoch 0 = at init).  Every other epoch is a plain step
+(:func:`oversmoothing.signals.step`: the same numbers, no per-layer tensors kept), so the per-layer float64
+measures cost only where they are read.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import torch
 
 from .devices import resolve_device
 from .measures import measure, spectral_norm
-from .signals import trace
+from .models import weights
+from .signals import Signals, step, trace
 
 __all__ = ["resolve_device", "History", "fit", "accuracy", "OPTIMIZERS"]
 
@@ -63,7 +67,7 @@ def _finite(sig) -> bool:
 
 def _layer_rows(epoch, sig, graph, measures, signals):
     rows = []
-    L = sig.depth
+    L = len(sig.dW)
     per_signal = {"X": sig.X, "G": sig.G, "H": [None] + sig.H, "B": [None] + sig.B}
     for k in range(L + 1):
         row = {"epoch": epoch, "layer": k}
@@ -122,12 +126,26 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     start = time.perf_counter()
     bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
                leave=False, mininterval=1.0)
+    traced = bool(measures) and bool(signals)  # rows of only grad_norm / w_spec need no trace
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
+        recorded = epoch % record_every == 0 or epoch == epochs
+        rng = torch.get_rng_state() if traced and not recorded else None
         opt.zero_grad(set_to_none=True)
-        _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+        if recorded and traced:
+            _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+        else:
+            sig = step(model, g.x, op, g.y, g.train_mask, loss=loss, weights_too=recorded)
         ok = _finite(sig)
+        if not ok and not recorded:       # a diverged epoch is recorded too: the same pass again, traced
+            if traced:
+                torch.set_rng_state(rng)  # (the same dropout masks)
+                opt.zero_grad(set_to_none=True)
+                _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+            else:
+                sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
+                                                                    for w in weights(model)], sig.dW)
         if needs_eval_pass:
             model.eval()
             with torch.no_grad():
@@ -137,8 +155,8 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
         row = dict(epoch=epoch, loss=sig.loss if ok else float("nan"),
                    train_acc=accuracy(logits, g.y, g.train_mask), val_acc=accuracy(logits, g.y, g.val_mask),
                    test_acc=accuracy(logits, g.y, g.test_mask), diverged=not ok)
-        if epoch % record_every == 0 or epoch == epochs or not ok:
-            layer_rows += _layer_rows(epoch, sig, g, measures, signals)
+        if recorded or not ok:
+            layer_rows += _layer_rows(epoch, sig, g, measures if traced else (), signals if traced else ())
         if not ok:
             diverged_at = epoch
             row["seconds"] = time.perf_counter() - t0
