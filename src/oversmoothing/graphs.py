@@ -249,7 +249,9 @@ def _to_torch(M: sp.spmatrix, device=None, dtype=torch.float32) -> torch.Tensor:
     if M.nnz > DENSE_ABOVE * M.shape[0] * M.shape[1]:
         return torch.as_tensor(M.toarray(), dtype=dtype, device=device)
     M.sort_indices()
-    return torch.sparse_csr_tensor(torch.from_numpy(M.indptr).long(), torch.from_numpy(M.indices).long(),
+    # int32 indices: the CPU kernel of CSR @ dense converts int64 ones at every product (~20 % of its time)
+    idx = torch.int32 if M.nnz < 2 ** 31 - 1 else torch.int64
+    return torch.sparse_csr_tensor(torch.from_numpy(M.indptr).to(idx), torch.from_numpy(M.indices).to(idx),
                                    torch.from_numpy(M.data).to(dtype), size=M.shape, device=device,
                                    check_invariants=False)
 

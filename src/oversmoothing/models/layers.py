@@ -247,14 +247,24 @@ def check_propagation(propagation: str, allowed) -> str:
     return propagation
 
 
-def graph_edges(model, graph: Graph, device=None) -> torch.Tensor:
+def graph_edges(model, graph: Graph, device=None, self_loops: bool = False) -> torch.Tensor:
     """The edges a message-passing model propagates on: the graph's, or for its P = I twin
     (``model.propagation == "identity"``) one self-loop per node, so that every node only sees itself
-    (attention over one neighbour has weight 1; the GCN normalisation of self-loops alone is I)."""
+    (attention over one neighbour has weight 1; the GCN normalisation of self-loops alone is I).
+
+    ``self_loops``: with the self-loops PyG's ``GATConv`` adds at every call (existing ones removed, one per
+    node appended), computed once here so that the layers can run with ``add_self_loops=False`` on the very
+    same edge list (the same numbers, without rebuilding it L times per pass)."""
     if model.propagation == "identity":
         i = torch.arange(graph.num_nodes, device=device)
-        return torch.stack([i, i])
-    return graph.edge_index.to(device)
+        ei = torch.stack([i, i])
+    else:
+        ei = graph.edge_index.to(device)
+    if self_loops:
+        from torch_geometric.utils import add_self_loops, remove_self_loops
+
+        ei, _ = add_self_loops(remove_self_loops(ei)[0], num_nodes=graph.num_nodes)
+    return ei
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -301,7 +311,8 @@ def _sparse_input(x: torch.Tensor):
     perm = torch.argsort(col * x.shape[0] + rows)           # order of the entries in x^T's CSR
     crow_t = torch.zeros(x.shape[1] + 1, dtype=crow.dtype, device=x.device)
     crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=x.shape[1]), 0)
-    rec = (crow, col, vals, perm, crow_t, rows[perm])
+    i32 = torch.int32  # CSR @ dense converts int64 indices at every product
+    rec = (crow.to(i32), col.to(i32), vals, perm, crow_t.to(i32), rows[perm].to(i32))
     _SPARSE_INPUTS[id(x)] = (weakref.ref(x), x._version, rec)
     return rec
 

@@ -320,8 +320,10 @@ class _EdgeIndexStack(nn.Module):
         with _seeded(seed):
             self.layers = nn.ModuleList(self._layer(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
+    self_loops = False  # GATConv's self-loops, added once by operator()
+
     def operator(self, graph: Graph, device=None):
-        return graph_edges(self, graph, device)
+        return graph_edges(self, graph, device, self_loops=self.self_loops)
 
     def forward(self, x, edge_index, trace: Trace | None = None):
         X = x
@@ -338,6 +340,8 @@ class PlainGAT(_EdgeIndexStack):
     """Plain GAT (Velickovic et al. 2018): L single-head PyG GATConv layers (self-loops added by
     GATConv), ELU between them, dropout on every layer's input; no residual connections."""
 
+    self_loops = True
+
     def __init__(self, in_dim, hidden, out_dim, depth, *, dropout: float = 0.5, seed: int | None = None,
                  propagation: str = "graph"):
         super().__init__(in_dim, hidden, out_dim, depth, dropout, F.elu, seed, propagation)
@@ -346,7 +350,7 @@ class PlainGAT(_EdgeIndexStack):
     def _layer(a, b):
         from torch_geometric.nn import GATConv
 
-        return GATConv(a, b, heads=1)
+        return GATConv(a, b, heads=1, add_self_loops=False)  # the self-loops come with operator()
 
 
 def _transformer_class():

@@ -88,10 +88,10 @@ class ResidualGAT(_Residual):
     def _layer(hidden):
         from torch_geometric.nn import GATConv
 
-        return GATConv(hidden, hidden, heads=1, bias=False)
+        return GATConv(hidden, hidden, heads=1, bias=False, add_self_loops=False)  # loops: operator()
 
     def operator(self, graph: Graph, device=None):
-        return graph_edges(self, graph, device)
+        return graph_edges(self, graph, device, self_loops=True)
 
     @staticmethod
     def _branch(layer, X, edge_index):
