@@ -182,3 +182,51 @@ def test_every_benchmark_imports_and_explains_itself():
     for bench in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         proc = subprocess.run([sys.executable, str(bench), "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), f"{bench.name}: {proc.stderr[-800:]}"
+
+
+LIBRARY_TOP = {"graphs", "datasets", "models", "signals", "measures", "training", "experiments", "judges", "grid",
+               "report", "figures", "chapter", "parameters", "book", "codehash", "devices"}
+CITED = re.compile(r"`((?:oversmoothing\.)?([a-z_]+)(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
+
+
+def _resolves(dotted: str) -> bool:
+    """``dotted`` (a name below the oversmoothing package) imports: a module, or an attribute chain on one."""
+    import importlib
+
+    parts = dotted.split(".")
+    obj, i = None, len(parts)
+    while i > 0:
+        try:
+            obj = importlib.import_module("oversmoothing." + ".".join(parts[:i]))
+            break
+        except ModuleNotFoundError:
+            i -= 1
+    if obj is None:
+        return False
+    for attr in parts[i:]:
+        if not hasattr(obj, attr):
+            return False
+        obj = getattr(obj, attr)
+    return True
+
+
+def _prose(cell) -> str:
+    """A cell's words a reader sees: markdown, or a code cell's figure captions and alt text (myst-nb metadata)."""
+    if cell["cell_type"] == "markdown":
+        return "".join(cell["source"])
+    return json.dumps(cell.get("metadata", {}), ensure_ascii=False)
+
+
+def test_every_library_name_cited_in_the_prose_resolves_by_import():
+    """A name such as `experiments.traps.trap_status` in a chapter's text, caption or the intro must import:
+    prose that cites a function that was renamed or moved fails here, not in a reader's terminal."""
+    bad = []
+    sources = [(nb.name, json.loads(nb.read_text())["cells"]) for nb in sorted((ROOT / "book").glob("*.ipynb"))]
+    sources += [(md.name, [{"cell_type": "markdown", "source": md.read_text()}]) for md in sorted((ROOT / "book").glob("*.md"))]
+    for name, cells in sources:
+        for cell in cells:
+            for m in CITED.finditer(_prose(cell)):
+                dotted, top = m.group(1).removeprefix("oversmoothing."), m.group(2)
+                if top in LIBRARY_TOP and not _resolves(dotted):
+                    bad.append(f"{name}: `{m.group(1)}`")
+    assert not bad, "library names in the prose that do not import:\n" + "\n".join(sorted(set(bad)))
