@@ -341,3 +341,24 @@ def test_a_too_long_key_is_truncated_not_refused():
     assert len(c.key) == KEY_WIDTH == 16 and c.key == "a very long key…"
     assert c.readings[0].key == "r ≤ 0.115"
     assert Reading("n", "s", True, "m").key == "" and t.add("C2", "a", "m", "c", True).key == ""
+
+
+def test_open_questions_get_their_own_verdicts_rows_after_the_claims_and_a_line_in_the_summary(tmp_path, monkeypatch):
+    """Q1-Q5 (chapter 09) are answered holds / partly holds / does not hold: badges like the claims', rows after
+    C13 in the matrix, and the intro's summary counts them apart from the papers' claims."""
+    from oversmoothing import book
+
+    monkeypatch.setenv("OVERSMOOTHING_PROFILE", "default")
+    t = ClaimsTable("09_q", Provenance(0, "cpu"))
+    t.add("Q2", "homophily", "growth 3e4 vs 2e4", "c", "partly holds", key="×1.5")
+    t.add("Q1", "bounded", "max s*lambda 0.9", "c", "holds", key="sλ ≤ 0.9")
+    t.add("C12", "depth", "0.81 / 0.28", "c", "reproduced")
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        t.add("Q3", "x", "y", "c", "sort of holds")
+    ch = _chapter_with_claims(tmp_path, "09_q", t)
+    assert list(_matrix_rows(book.report_page(tmp_path, [ch]))) == ["C12-09_q", "Q1-09_q", "Q2-09_q"]
+    summary = book.summary_page(tmp_path, [ch])
+    assert "1 claim rows in this build (profile default): **reproduced**: 1." in summary
+    assert "**Open questions** beyond the papers (chapter 09), 2 answered: **holds**: 1, **partly holds**: 1." in summary
+    assert re.findall(r'<a class="verdict ([^"]+)" href="report.html#(Q\d)', summary) == [
+        ("verdict-reproduced", "Q1"), ("verdict-partly", "Q2")]

@@ -14,10 +14,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["KEY_WIDTH", "Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
+__all__ = ["KEY_WIDTH", "CLAIM_VERDICTS", "QUESTION_VERDICTS", "Claim", "ClaimsTable", "Provenance", "Reading", "VERDICTS", "NON_FINITE", "md_cell", "verdict_of"]
 
 NON_FINITE = "not judged: non-finite"
-VERDICTS = ("reproduced", "not reproduced", "partly reproduced", "not judged", NON_FINITE)
+#: verdicts on a paper's claim (C1-C13)
+CLAIM_VERDICTS = ("reproduced", "not reproduced", "partly reproduced")
+#: answers to an open question beyond the papers (Q1-Q5, chapter 09): a statement of ours, not the papers'
+QUESTION_VERDICTS = ("holds", "does not hold", "partly holds")
+VERDICTS = CLAIM_VERDICTS + QUESTION_VERDICTS + ("not judged", NON_FINITE)
 #: the longest key number a claim or reading may carry (a cell of the report's verdict matrix)
 KEY_WIDTH = 16
 

@@ -17,12 +17,16 @@ from .toc import Chapter
 GENERATED = {"book/parameters": "parameters", "book/report": "report", "book/_summary": "summary"}
 #: the claims of DESIGN.md; the report says which of them no chapter of the build tested
 DESIGN_CLAIMS = tuple(f"C{i}" for i in range(1, 14))
+#: the open questions of DESIGN.md (chapter 09): answered "holds" / "partly holds" / "does not hold"
+DESIGN_QUESTIONS = tuple(f"Q{i}" for i in range(1, 6))
 #: the few words the verdict matrix names each claim by
 CLAIM_NAMES = {"C1": "forward decay", "C2": "backward decay", "C3": "middle-layer peak", "C4": "deep GNN trapped",
                "C5": "stationary point", "C6": "loss near chance", "C7": "larger s helps",
                "C8": "gradients oversmooth", "C9": "residual expansion", "C10": "Lipschitz norm trains deep",
                "C10a": "Lipschitz norm, some c", "C10b": "Lipschitz norm, c = 4",
-               "C11": "gradient similarity predicts", "C12": "plain GCN vs depth", "C13": "spectral gap sets speed"}
+               "C11": "gradient similarity predicts", "C12": "plain GCN vs depth", "C13": "spectral gap sets speed",
+               "Q1": "weights stay bounded", "Q2": "homophily and expansion", "Q3": "other normalisations",
+               "Q4": "backward smoothing beyond GCNs", "Q5": "the trap on real graphs"}
 
 
 def _esc(v) -> str:
@@ -58,8 +62,16 @@ def parameters_page(root: Path, chs: list[Chapter], profiles: dict) -> str:
 
 
 def _claim_order(cid: str):
-    m = re.match(r"C(\d+)", str(cid))
-    return (int(m.group(1)) if m else 10**6, str(cid))
+    """C1 < C2 < ... < C13 < Q1 < ... < Q5 < anything else."""
+    m = re.match(r"([CQ])(\d+)", str(cid))
+    if not m:
+        return (10**6, str(cid))
+    return ((0 if m.group(1) == "C" else 1000) + int(m.group(2)), str(cid))
+
+
+def is_question(row) -> bool:
+    """A row of an open question (Q1-Q5, answered by the book) rather than of a paper's claim."""
+    return str(row.claim.get("id", "")).startswith("Q")
 
 
 class Row(NamedTuple):
@@ -90,8 +102,8 @@ def verdict_counts(rows: list[Row]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.claim.get("verdict", "?")] = counts.get(r.claim.get("verdict", "?"), 0) + 1
-    first = ("reproduced", "partly reproduced", "not reproduced")
-    return dict(sorted(counts.items(), key=lambda kv: (first.index(kv[0]) if kv[0] in first else 3, kv[0])))
+    first = ("reproduced", "partly reproduced", "not reproduced", "holds", "partly holds", "does not hold")
+    return dict(sorted(counts.items(), key=lambda kv: (first.index(kv[0]) if kv[0] in first else 9, kv[0])))
 
 
 # ---- the verdict matrix: claims x readings, one coloured badge and one key number per cell -------------
@@ -99,7 +111,9 @@ def verdict_counts(rows: list[Row]) -> dict[str, int]:
 #: the badge of each verdict: CSS class (book/_static/custom.css) and a mark that does not rely on colour;
 #: every other verdict ("not judged", "not judged: non-finite") is grey
 BADGES = {"reproduced": ("verdict-reproduced", "✓"), "partly reproduced": ("verdict-partly", "◐"),
-          "not reproduced": ("verdict-not-reproduced", "✗")}
+          "not reproduced": ("verdict-not-reproduced", "✗"),
+          "holds": ("verdict-reproduced", "✓"), "partly holds": ("verdict-partly", "◐"),
+          "does not hold": ("verdict-not-reproduced", "✗")}
 NOT_JUDGED = ("verdict-not-judged", "–")
 
 _NUMBER = r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?:\.\.-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)?(?![\w/])"
@@ -222,7 +236,8 @@ def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> 
     rows, missing = claim_rows(site, chs)
     counts = verdict_counts(rows)
     lines = ["# Reproduction report", "",
-             "One row per claim tested by a chapter (numbered as in the design: C1-C13), generated from the",
+             "One row per claim tested by a chapter (numbered as in the design: C1-C13; Q1-Q5 are the open",
+             "questions of chapter 09, answered *holds* / *partly holds* / *does not hold*), generated from the",
              "claims tables the chapters wrote when they were executed for this build. A claim tested by two",
              "chapters has two rows. *Not judged* means the chapter ran with `judge_claims = False` (the",
              "`smoke` profile runs tiny sizes and judges nothing).", ""]
@@ -253,6 +268,9 @@ def report_page(site: Path, chs: list[Chapter], earlier: list[Chapter] = ()) -> 
     untested = [c for c in DESIGN_CLAIMS if c not in tested]
     if untested:
         lines += ["Claims of the design that no chapter of this build tested: " + ", ".join(untested) + ".", ""]
+    open_ = [q for q in DESIGN_QUESTIONS if q not in tested]
+    if open_ and len(open_) < len(DESIGN_QUESTIONS):
+        lines += ["Open questions of the design that no chapter of this build answered: " + ", ".join(open_) + ".", ""]
     if missing:
         lines += ["Chapters that recorded no claims table: " + ", ".join(f"`{c.stem}`" for c in missing) + ".", ""]
     if earlier:
@@ -283,9 +301,13 @@ def summary_page(site: Path, chs: list[Chapter]) -> str:
                 "`judge_claims = False`). Build the `default` profile to judge them; the {doc}`report` lists the "
                 "claims tested.")
     else:
-        counts = ", ".join(f"**{k}**: {v}" for k, v in verdict_counts(rows).items())
-        text = (f"{len(rows)} claim rows in this build (profile {', '.join(profiles)}): {counts}. "
+        claims_, questions = [r for r in rows if not is_question(r)], [r for r in rows if is_question(r)]
+        counts = ", ".join(f"**{k}**: {v}" for k, v in verdict_counts(claims_).items())
+        text = (f"{len(claims_)} claim rows in this build (profile {', '.join(profiles)}): {counts}. "
                 "The {doc}`report` has every verdict under every reading, with the numbers.")
+        if questions:
+            answers = ", ".join(f"**{k}**: {v}" for k, v in verdict_counts(questions).items())
+            text += (f"\n\n**Open questions** beyond the papers (chapter 09), {len(questions)} answered: {answers}.")
     strip = " ".join(_badge_link(r, rid) for r, rid in zip(rows, row_ids(rows)))
     lines = [":::{admonition} What reproduced", ":class: verdict-summary", "", text, ""]
     if rows:
