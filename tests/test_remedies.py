@@ -1,6 +1,7 @@
 """The remedy architectures (oversmoothing.models.remedies, built through oversmoothing.models.build): interface, traced signals, and the facts
 chapter 8 relies on, at a tiny size."""
 import math
+
 import pytest
 import torch
 
