@@ -1,5 +1,7 @@
 """The remedy architectures (oversmoothing.models.remedies, built through oversmoothing.models.build): interface, traced signals, and the facts
 chapter 8 relies on, at a tiny size."""
+import math
+
 import pytest
 import torch
 
@@ -242,3 +244,79 @@ def test_summarise_reads_a_shorter_budget_off_the_same_run(graph):
     assert row["val_acc_4ep"] == pytest.approx(ep["val_acc"].max())
     assert row["test_acc_4ep"] == pytest.approx(float(ep.loc[ep["val_acc"].idxmax(), "test_acc"]))
     assert row["val_acc"] >= row["val_acc_4ep"]
+
+
+def _sweep_summary():
+    """A depth_sweep-like summary (already chosen on validation) of two remedies at depths 2 and 16."""
+    import pandas as pd
+
+    rows = []
+    for model, fwd16, bwd16 in (("gcn", 0.1, 1e-6), ("appnp", 0.8, 0.5)):
+        for depth, fwd, bwd in ((2, 0.9, 1.0), (16, fwd16, bwd16)):
+            for seed in (0, 1):
+                rows.append(dict(model=model, depth=depth, seed=seed, dropout=0.5 if model == "gcn" else 0.0,
+                                 test_acc=0.8 if depth == 2 or model == "appnp" else 0.2 + 0.1 * seed,
+                                 train_acc=1.0, name=model.upper(),
+                                 rel_mu_gcn_X_L_init=fwd, rel_mu_gcn_X_L_end=fwd / 2,
+                                 E_B_mid_init=bwd, E_B_mid_end=bwd / 10,
+                                 rel_mu_gcn_B_mid_init=0.5 + seed / 10, rel_mu_gcn_B_mid_end=0.4 + depth / 100))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_mean_selects_model_depth_and_options():
+    s = _sweep_summary()
+    assert remedies.sweep_mean(s, "gcn", 16) == pytest.approx(0.25)
+    assert remedies.sweep_mean(s, "gcn", 16, "train_acc") == 1.0
+    assert remedies.sweep_mean(s, "gcn", 16, seed=1) == pytest.approx(0.3)
+    assert math.isnan(remedies.sweep_mean(s, "gcn", 16, dropout=0.0))    # no such run
+
+
+def test_remedies_table_compares_each_remedy_with_its_shallow_self():
+    t = remedies.remedies_table(_sweep_summary(), ["gcn", "appnp"], {"gcn": "plain GCN"})
+    assert list(t.index) == ["plain GCN", "appnp"]                        # unnamed: the key itself
+    g, a = t.loc["plain GCN"], t.loc["appnp"]
+    assert g["fwd ratio (init)"] == pytest.approx(0.1 / 0.9) and not g["forward kept (init)"]
+    assert g["bwd ratio (init)"] == pytest.approx(1e-6) and not g["backward kept (init)"]
+    assert a["forward kept (init)"] and a["backward kept (init)"] and a["backward kept (end)"]
+    assert a["bwd ratio (end)"] == pytest.approx(0.5)
+    assert g["acc L=2"] == pytest.approx(0.8) and g["acc L=16"] == pytest.approx(0.25)
+    assert g["dropout L=16"] == 0.5 and g["train acc L=16"] == 1.0
+    assert g["min over runs of mu_P(B(L/2))"] == pytest.approx(0.42)
+    strict = remedies.remedies_table(_sweep_summary(), ["appnp"], forward_kept=0.95, backward_kept=0.6)
+    assert not strict.loc["appnp", "forward kept (init)"] and not strict.loc["appnp", "backward kept (init)"]
+
+
+def test_attention_history_and_rows(graph):
+    h = remedies.attention_history(graph, "gat", 3, hidden=6, epochs=4, lr=0.01, weight_decay=5e-4,
+                                   record_every=2, device="cpu", seed=0)
+    assert sorted(h.layers["epoch"].unique()) == [0, 2, 4]
+    rows = remedies.attention_rows(h, 3, "plain GAT")
+    assert [r["epoch"] for r in rows] == [0, 4] and rows[0]["model"] == "plain GAT"
+    at = h.layers[(h.layers["epoch"] == 4) & (h.layers["layer"] >= 1)].set_index("layer")
+    assert rows[1]["E B(1)"] == at.loc[1, "E_B"] and rows[1]["E B(3)"] == at.loc[3, "E_B"]
+    assert rows[1]["min_k E B(k)"] == at["E_B"].min() and 1 <= rows[1]["argmin k"] <= 3
+    assert set(rows[0]) >= {"min_k rel_mu B(k)", "rel_mu X(3)", "median grad norm"}
+    assert remedies.best_test_acc(h.epochs) == float(h.epochs.loc[h.epochs["val_acc"].idxmax(), "test_acc"])
+
+
+def test_depth_panels_and_training_profiles_draw(graph):
+    import matplotlib.pyplot as plt
+
+    from oversmoothing import figures
+
+    s = _sweep_summary()
+    fig = figures.depth_panels(s, [("E_B_mid_init", "E(B)", True), ("test_acc", "accuracy", False),
+                                   ("train_acc", "train", False)], title="t")
+    axes = fig.get_axes()
+    assert len(axes) == 4 and not axes[3].axison                          # the fourth panel is blank
+    assert axes[0].get_yscale() == "log" and axes[1].get_yscale() == "linear"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["2", "16"]
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in axes)
+    plt.close(fig)
+    h = remedies.attention_history(graph, "transformer", 3, hidden=6, epochs=4, lr=0.01, weight_decay=5e-4,
+                                   record_every=1, device="cpu", seed=0)
+    fig = figures.training_profiles(h.layers, title="TransformerConv")
+    b, f = fig.axes[0], fig.axes[1]
+    assert b.get_title() == "backward" and f.get_title() == "forward" and b.get_yscale() == "log"
+    assert [t.get_text() for t in b.get_legend().get_texts()] == ["0", "2", "4"] and f.get_legend() is None
+    plt.close(fig)

@@ -154,3 +154,50 @@ def loss_curves(epochs_df, y: str = "loss", hue: str | None = None, ax=None, log
         ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel=label_for(y), title=title)
     return ax
+
+
+def depth_panels(df, panels, x: str = "depth", hue: str = "name", ncols: int = 2, width: float = 2.95,
+                 height: float = 2.7, xlabel: str = "depth $L$", title: str | None = None):
+    """One panel per ``(column, label, log)`` of ``panels``: the mean of ``column`` over the rows (runs) against
+    ``x`` on a log axis with a tick at every value, one line and marker per ``hue`` value (log y if ``log``);
+    one legend for all panels, below them.  Returns the figure."""
+    nrows = -(-len(panels) // ncols)
+    fig, axes = subplots(nrows, ncols, width=width, height=height)
+    axes = np.atleast_1d(axes).ravel()
+    ticks = sorted(df[x].unique())
+    last = axes[len(panels) - 1]
+    for ax, (col, label, log) in zip(axes, panels):
+        d = df.groupby([hue, x], sort=False)[col].mean().reset_index()
+        sns.lineplot(data=d, x=x, y=col, hue=hue, style=hue, markers=True, dashes=False, ax=ax, palette=PALETTE,
+                     legend=ax is last)
+        ax.set(xscale="log", yscale="log" if log else "linear", xlabel=xlabel, ylabel=label)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    last.get_legend().remove()
+    fig.legend(*last.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def training_profiles(layers, backward: str = "E_B", forward: str = "rel_mu_X", heat: str = "grad_norm",
+                      titles=("backward", "forward", "gradient norms"), height: float = 6.0,
+                      title: str | None = None):
+    """A per-layer record over training (a :class:`~oversmoothing.training.History`'s ``layers``) in three
+    panels: top left ``backward`` (log) and top right ``forward`` against the layer k at the first, middle and
+    last recorded epochs (one legend for both, where it hides the fewest points); below, a heatmap of ``heat``
+    over epochs and layers.  Returns the figure."""
+    rec = sorted(layers["epoch"].unique())
+    shown = sorted({rec[0], rec[len(rec) // 2], rec[-1]})
+    sub = layers[layers["epoch"].isin(shown)].assign(epoch=lambda d: d["epoch"].astype(str))
+    fig, axd = plt.subplot_mosaic([["b", "f"], ["g", "g"]], figsize=(PAGE_WIDTH, height))
+    layer_curves(sub[sub["layer"] >= 1], backward, hue="epoch", ax=axd["b"], log=True, title=titles[0])
+    layer_curves(sub, forward, hue="epoch", ax=axd["f"], log=False, title=titles[1])
+    axd["f"].get_legend().remove()
+    axd["b"].legend(title="epoch", loc="best", framealpha=0.9)
+    layer_heatmap(layers, heat, ax=axd["g"], title=titles[2])
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -23,7 +23,11 @@ registry entry names its P = I twin):
 * :func:`depth_sweep` trains every remedy at every depth, seed and dropout rate and summarises each run
   (:func:`summarise`: accuracy, forward E(X(L)), backward E(B(k_mid)), gradient norms, at init and at the end);
 * :func:`choose_by_validation` picks one option (the dropout rate) per run by validation accuracy;
-* :func:`gcn_power_limit` checks numerically what powers of the GCN operator converge to.
+* :func:`gcn_power_limit` checks numerically what powers of the GCN operator converge to;
+* :func:`remedies_table` says which remedy keeps the forward and which the backward signal at depth
+  (descriptive: no claim), :func:`sweep_mean` reads one mean off a sweep's summary;
+* :func:`attention_history` trains a plain attention stack (GAT, TransformerConv) with its per-layer record and
+  :func:`attention_rows` reads its backward/forward numbers at initialisation and at the end.
 
 The verdict (C12) is :mod:`oversmoothing.judges.remedies`'.
 """
@@ -34,7 +38,8 @@ import torch
 from ..graphs import Graph, gcn_matrix
 
 __all__ = ["REMEDIES", "remedy", "choose_by_validation", "gcn_power_limit", "depth_run", "depth_sweep", "summarise",
-           "middle_layer", "SWEEP_MEASURES"]
+           "middle_layer", "SWEEP_MEASURES", "sweep_mean", "remedies_table", "attention_history", "attention_rows",
+           "best_test_acc"]
 
 #: chapter 08's remedies by name -> their registry names
 REMEDIES = {name: f"remedy.{name}" for name in ("gcn", "mlp", "residual", "jknet", "dropedge", "pairnorm", "appnp",
@@ -107,6 +112,12 @@ def _best(ep, upto=None):
     """The epoch row of best validation accuracy (first one on ties) among epochs <= ``upto``."""
     e = ep if upto is None else ep[ep["epoch"] <= upto]
     return e.loc[e["val_acc"].idxmax()] if e["val_acc"].notna().any() else e.iloc[-1]
+
+
+def best_test_acc(epochs, upto: int | None = None) -> float:
+    """The test accuracy at the epoch of best validation accuracy (the first on ties; among epochs <= ``upto``)
+    of a :class:`~oversmoothing.training.History`'s ``epochs``: what the chapter reports for a run."""
+    return float(_best(epochs, upto)["test_acc"])
 
 
 def summarise(history, name: str, depth: int, seed: int, budgets=()) -> dict:
@@ -183,3 +194,81 @@ def depth_sweep(graph, names, depths, seeds=(0,), *, dropouts=(None,), hidden: i
                        progress=progress)
     return (pd.DataFrame([row for row, _, _ in results]), pd.concat([la for _, la, _ in results], ignore_index=True),
             pd.concat([ep for _, _, ep in results], ignore_index=True))
+
+
+# ----------------------------------------------------------------------------- reading the sweep
+def sweep_mean(summary, model: str, depth: int, column: str = "test_acc", **where) -> float:
+    """The mean of ``column`` over the runs of ``model`` at ``depth`` in a sweep's summary (one row per run),
+    restricted to the rows where each ``where`` column equals its value (e.g. ``dropout=0``)."""
+    sel = (summary["model"] == model) & (summary["depth"] == depth)
+    for col, value in where.items():
+        sel &= summary[col] == value
+    return float(summary.loc[sel, column].mean())
+
+
+def remedies_table(summary, remedies, names=None, *, forward_kept: float = 0.5, backward_kept: float = 0.1):
+    """Which remedy fixes what: one row per remedy of ``remedies`` (labelled by ``names[remedy]``), comparing
+    each model at the largest depth L_max of the summary (one row per run, as :func:`choose_by_validation`
+    returns; means over the runs) with its own shallow self at the smallest depth L_lo.
+
+    * forward ratio mu_P(X(L_max)) / mu_P(X(L_lo)) (``rel_mu_gcn_X_L``, at init and at the end); the forward
+      signal is *kept* (at init) if the ratio is >= ``forward_kept``;
+    * backward ratio E(B(k_mid)) at L_max over its value at L_lo (``E_B_mid``); *kept* if >= ``backward_kept``
+      (an order of magnitude: E is not scale-free), at init and at the end;
+    * the test accuracy at both depths, the final training accuracy and the kept dropout rate at L_max, and
+      the smallest mu_P(B(k_mid)) over all the remedy's runs (it never comes close to 0 on Cora).
+
+    A descriptive rule fixed before measuring (the backward one moved from mu_P(B) to E(B), see chapter 08);
+    no claim is judged on it."""
+    import pandas as pd
+
+    names = names or {}
+    lo, hi = summary["depth"].min(), summary["depth"].max()
+    m = summary.groupby(["model", "depth"]).mean(numeric_only=True)
+    rows = []
+    for r in remedies:
+        a, b = m.loc[(r, lo)], m.loc[(r, hi)]
+        row = {"remedy": names.get(r, r)}
+        fx = b["rel_mu_gcn_X_L_init"] / a["rel_mu_gcn_X_L_init"]
+        row.update({"fwd ratio (init)": fx, "forward kept (init)": bool(fx >= forward_kept),
+                    "fwd ratio (end)": b["rel_mu_gcn_X_L_end"] / a["rel_mu_gcn_X_L_end"]})
+        for tag in ("init", "end"):
+            fb = b[f"E_B_mid_{tag}"] / a[f"E_B_mid_{tag}"]
+            row.update({f"bwd ratio ({tag})": fb, f"backward kept ({tag})": bool(fb >= backward_kept)})
+        mu_b = summary.loc[summary["model"] == r, ["rel_mu_gcn_B_mid_init", "rel_mu_gcn_B_mid_end"]]
+        row.update({f"acc L={lo}": a["test_acc"], f"acc L={hi}": b["test_acc"], f"train acc L={hi}": b["train_acc"],
+                    f"dropout L={hi}": b["dropout"], "min over runs of mu_P(B(L/2))": mu_b.min().min()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("remedy")
+
+
+# ----------------------------------------------------------------------------- attention stacks
+def attention_history(graph: Graph, name: str, depth: int, *, hidden: int, epochs: int, lr: float,
+                      weight_decay: float, record_every: int, device="auto", seed: int = 0):
+    """Train the plain attention stack ``name`` ("gat" or "transformer", any key of :data:`REMEDIES`) of
+    ``depth`` layers on ``graph`` (Adam, full batch), recording E and rel_mu of X(k) and B(k) and the
+    gradient norms every ``record_every`` epochs: the :class:`~oversmoothing.training.History`."""
+    from ..models import build
+    from ..training import fit
+
+    model = build(remedy(name), graph.num_features, hidden, graph.num_classes, depth, seed=seed)
+    return fit(model, graph, epochs=epochs, lr=lr, weight_decay=weight_decay, measures=("E", "rel_mu"),
+               signals=("X", "B"), record_every=record_every, device=device, seed=seed, desc=name)
+
+
+def attention_rows(history, depth: int, label: str) -> list[dict]:
+    """Two rows (initialisation and the last recorded epoch) of an :func:`attention_history`: E(B(k)) at
+    k = 1, k_mid and L, its minimum over k and where, the smallest rel_mu(B(k)), rel_mu(X(L)) and the median
+    gradient norm over the layers."""
+    lay = history.layers
+    k_mid = middle_layer(depth)
+    rows = []
+    for e in sorted({0, int(lay["epoch"].max())}):
+        at = lay[(lay["epoch"] == e) & (lay["layer"] >= 1)].set_index("layer")
+        rows.append({"model": label, "epoch": e, "E B(1)": at.loc[1, "E_B"],
+                     f"E B({k_mid})": at.loc[k_mid, "E_B"], f"E B({depth})": at.loc[depth, "E_B"],
+                     "min_k E B(k)": at["E_B"].min(), "argmin k": int(at["E_B"].idxmin()),
+                     "min_k rel_mu B(k)": at["rel_mu_B"].min(),
+                     f"rel_mu X({depth})": at.loc[depth, "rel_mu_X"],
+                     "median grad norm": at["grad_norm"].median()})
+    return rows
