@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 __all__ = ["use_style", "PALETTE", "PAGE_WIDTH", "subplots", "layer_heatmap", "layer_curves", "loss_curves", "label_for",
-           "show_table", "format_number"]
+           "show_table", "format_number", "depth_panels", "training_profiles"]
 
 #: the widest figure (inches) that fits the book's text column unscaled at the house style's figure.dpi (110):
 #: 5.9 in = 649 px, 671 px with the 0.1 in margins of the inline PNG: the column is 688 px wide in a 1280 px
