@@ -245,7 +245,8 @@ def judge_c5(solved: pd.DataFrame, criterion: C5Criterion = C5Criterion(), *, de
     for name, (t, setting, sl) in (readings or {}).items():
         a = _per_graph(t, sl, lambda d: _stationary(d, criterion, deep))
         r_text, r_key = _stationary_text(t, criterion, deep)
-        rd.append(reading(name, _solved_setting(setting, sl), verdict_of(a.verdict, t[grads].to_numpy()), r_text + _by_seed(a), r_key))
+        rd.append(reading(name, _solved_setting(setting, sl), verdict_of(a.verdict, t[grads].to_numpy()),
+                          r_text + _by_seed(a), r_key))
     gnn = solved.loc[solved.model == f"GNN L={deep}"]
     metrics = {"c5_deep_gnn_max_grad": gnn[grads].max().max(),
                "c5_deep_mlp_min_other_grad": solved.loc[solved.model == f"MLP L={deep}"].max_grad_other_layers.min()}
@@ -292,13 +293,15 @@ def judge_c6(solved: pd.DataFrame, runs: pd.DataFrame, criterion: C6Criterion = 
     text, key = _at_chance_text(solved, deep)
     dg = runs.loc[runs["model"] == f"GNN L={deep}"]
     r = dg.final_loss / dg.chance
+    trapped = int((dg.status == "trapped").sum())
     measured = (f"last-layer-solved deep GNN on {solved.graph.nunique()} graphs: {text}{_by_seed(agreement)}; Adam-trapped "
-                f"deep GNNs: final CE / chance {r.min():.3f}-{r.max():.3f} ({int((dg.status == 'trapped').sum())}/{len(dg)} trapped)")
+                f"deep GNNs: final CE / chance {r.min():.3f}-{r.max():.3f} ({trapped}/{len(dg)} trapped)")
     rd = []
     for name, (t, setting, sl) in (readings or {}).items():
         a = _per_graph(t, sl, lambda d: _at_chance(d, criterion, deep))
         r_text, r_key = _at_chance_text(t, deep)
-        rd.append(reading(name, _solved_setting(setting, sl), verdict_of(a.verdict, t.ratio.to_numpy()), r_text + _by_seed(a), r_key))
+        rd.append(reading(name, _solved_setting(setting, sl), verdict_of(a.verdict, t.ratio.to_numpy()),
+                          r_text + _by_seed(a), r_key))
     return Verdict("C6", "Such trapped points have loss >= sigma_y^2 - delta, i.e. near chance level.",
                    measured, criterion.text, agreement.verdict, key=key, numbers=solved.ratio.to_numpy(), readings=rd,
                    metrics={"c6_min_loss_ratio": solved.loc[solved.model == f"GNN L={deep}"].ratio.min()})
@@ -321,9 +324,15 @@ class C7Criterion:
     @property
     def text(self) -> str:
         n = self.min_counted
-        return ("s counts only where the same-depth MLP is not trapped in any run; GNN trap epoch (median over runs; never = inf; "
-                "did-not-train runs left out) non-decreasing in s and larger at the largest counted s: reproduced with "
-                f">= {n} counted s; no delay at all, or none among counted s: not reproduced; a delay but < {n} counted s: not judged")
+        return ("s counts only where the same-depth MLP is not trapped in any run; GNN trap epoch (median over runs; "
+                "never = inf; did-not-train runs left out) non-decreasing in s and larger at the largest counted s: "
+                f"reproduced with >= {n} counted s; no delay at all, or none among counted s: not reproduced; a delay but "
+                f"< {n} counted s: not judged")
+
+
+def _status_counts(runs: pd.DataFrame) -> str:
+    """"trapped 2, trained 1": how many of ``runs`` have each status."""
+    return ", ".join(f"{st} {int((runs.status == st).sum())}" for st in TRAP_STATUSES if (runs.status == st).any())
 
 
 def delay_table(runs: pd.DataFrame, s_col: str = "s") -> pd.DataFrame:
@@ -336,8 +345,7 @@ def delay_table(runs: pd.DataFrame, s_col: str = "s") -> pd.DataFrame:
         ok = gnn.loc[gnn["status"] != "did not train"]
         ep = ok.apply(lambda r: r["status_epoch"] if r["status"] == "trapped" else np.inf, axis=1)
         rows.append({s_col: s, "gnn_trap_epoch": float(np.median(ep)) if len(ep) else np.nan,
-                     "gnn": ", ".join(f"{st} {int((gnn.status == st).sum())}" for st in TRAP_STATUSES if (gnn.status == st).any()),
-                     "mlp": ", ".join(f"{st} {int((mlp.status == st).sum())}" for st in TRAP_STATUSES if (mlp.status == st).any()),
+                     "gnn": _status_counts(gnn), "mlp": _status_counts(mlp),
                      "counts": bool(len(mlp) and mlp["status"].isin(ESCAPED).all() and len(ok))})
     return pd.DataFrame(rows, columns=[s_col, "gnn_trap_epoch", "gnn", "mlp", "counts"]).sort_values(s_col)
 
@@ -416,20 +424,22 @@ def judge_c7(runs: pd.DataFrame, criterion: C7Criterion = C7Criterion(), *, budg
     opening = ", ".join(x for x in (setting, f"{runs['graph'].nunique()} graphs", f"{budget} Adam epochs") if x)
     measured = f"{opening}: {_delay_text(d.per_s)}{_by_seed(d.agreement)}"
     if lambda_w is not None:
-        measured += (". Observation: lambda * max_k ||W(k)||_2 reaches " + ", ".join(f"{v:.2f} (s={k:g})" for k, v in lambda_w.items())
-                     + " (assumption < 1; not part of the verdict)")
+        measured += (". Observation: lambda * max_k ||W(k)||_2 reaches "
+                     + ", ".join(f"{v:.2f} (s={k:g})" for k, v in lambda_w.items()) + " (assumption < 1; not part of the verdict)")
     rd = []
     for name, (t, reading_setting) in (readings or {}).items():
         r = _delay(t, criterion, budget)
-        statuses = ", ".join(f"{k} s={sv:.3g}: " + "/".join(sorted(set(x.status))) for (k, sv), x in t.groupby(["kind", "s"]))
+        statuses = ", ".join(f"{k} s={sv:.3g}: " + "/".join(sorted(set(x.status)))
+                             for (k, sv), x in t.groupby(["kind", "s"]))
         rd.append(reading(name, reading_setting, verdict_of(r.verdict, r.numbers),
                           f"{_delay_text(r.per_s)}{_by_seed(r.agreement)}; runs: {statuses}", c7_key(r.per_s)))
     # never trapped (or no GNN run left): beyond the budget
-    metrics = {f"c7_gnn_trap_epoch_s{sv:g}": e if np.isfinite(e) else budget + 1 for sv, e in d.per_s.set_index("s").gnn_trap_epoch.items()}
+    metrics = {f"c7_gnn_trap_epoch_s{sv:g}": e if np.isfinite(e) else budget + 1
+               for sv, e in d.per_s.set_index("s").gnn_trap_epoch.items()}
     metrics["c7_counted_s"] = int(d.per_s.counts.sum())
     if lambda_w is not None:
         metrics["c7_max_lambda_wspec"] = float(lambda_w.max())
     s_text = ", ".join(f"{v:g}" for v in sorted(runs["s"].unique()))
-    return Verdict("C7", f"Larger initial spectral norm s delays or prevents the collapse (s = {s_text}, lambda ~ {target_lambda:g}); "
-                         "the weights' spectral norm stays bounded during training (the paper's assumption).",
+    return Verdict("C7", f"Larger initial spectral norm s delays or prevents the collapse (s = {s_text}, lambda ~ "
+                         f"{target_lambda:g}); the weights' spectral norm stays bounded during training (the paper's assumption).",
                    measured, criterion.text, d.verdict, key=c7_key(d.per_s), numbers=d.numbers, readings=rd, metrics=metrics)
