@@ -1,15 +1,15 @@
 """Chapter 04/05 facts at a small size: the last-layer trap of deep GNNs (Theorem 3), Proposition 2's
-MLP counter-example, the chance levels (Corollary 2) and the helpers of `oversmoothing.experiments.traps`."""
+MLP counter-example, the chance levels (Corollary 2) and the helpers of `oversmoothing.experiments.traps`
+(the verdicts on them, C4-C7, are tested in test_judges_traps.py)."""
 import math
 
 import pandas as pd
 import pytest
 import torch
 
-from oversmoothing.judges.traps import judge_delay
 from oversmoothing.models import build, orthogonal_init_
-from oversmoothing.experiments.traps import (chance_loss, component_decay, offset_graph, proposition2, run_table, solve_last_layer_,
-                                       train_grid, trap_status)
+from oversmoothing.experiments.traps import (chance_loss, component_decay, last_layer_summary, offset_graph, proposition2, run_table,
+                                             s_grid, solve_last_layer_, solve_last_layers, train_grid, trap_status)
 from oversmoothing.graphs import csbm
 from oversmoothing.models import weights
 
@@ -105,22 +105,31 @@ def test_trap_status_recognises_a_real_trap_and_the_mlp_control(graph):
     assert t.loc["MLP", "status"] == "trained"
 
 
-def test_judge_delay_needs_the_mlp_control():
-    def table(rows):
-        return pd.DataFrame([dict(kind=k, s=s, status=st, status_epoch=e) for k, s, st, e in rows])
-    # the GNN's trap is delayed, but the MLP is trapped just the same at the small s: not a GNN effect
-    same = table([("GNN", 0.5, "trapped", 2), ("MLP", 0.5, "trapped", 2), ("GNN", 1.0, "trapped", 9),
-                  ("MLP", 1.0, "trapped", 9), ("GNN", 1.5, "trapped", 20), ("MLP", 1.5, "trained", None)])
-    assert judge_delay(same)[0] == "not judged"
-    # the MLP trains at every s and the GNN's trap comes later (then never): reproduced
-    ok = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "trapped", 9),
-                ("MLP", 2.0, "trained", None), ("GNN", 3.0, "trained", None), ("MLP", 3.0, "not trapped", None)])
-    assert judge_delay(ok)[0] == "reproduced"
-    # an explosion is not a prevention: the did-not-train runs are left out, so no delay is left
-    boom = table([("GNN", 1.0, "trapped", 2), ("MLP", 1.0, "trained", None), ("GNN", 2.0, "trapped", 2),
-                  ("MLP", 2.0, "trained", None), ("GNN", 3.0, "did not train", 0), ("MLP", 3.0, "trained", None)])
-    assert judge_delay(boom)[0] == "not reproduced"
-    assert judge_delay(boom[boom.s != 2.0])[0] == "not judged"  # a single s left to compare
+def test_run_table_orders_the_models():
+    rows = [(m, sd) for sd in (1, 0) for m in ("MLP L=4", "GNN L=4", "GNN L=2")]
+    EP = pd.concat([_run([0.69, 0.69], [[1.0], [1.0]])[0].assign(model=m, seed=sd, test_acc=0.5) for m, sd in rows], ignore_index=True)
+    LA = pd.concat([_run([0.69, 0.69], [[1.0], [1.0]])[1].assign(model=m, seed=sd) for m, sd in rows], ignore_index=True)
+    t = run_table(EP, LA, ["model", "seed"], math.log(2), 1e-2, order=["GNN L=2", "GNN L=4", "MLP L=4"])
+    assert list(zip(t.model, t.seed)) == [("GNN L=2", 0), ("GNN L=2", 1), ("GNN L=4", 0), ("GNN L=4", 1), ("MLP L=4", 0), ("MLP L=4", 1)]
+
+
+def test_s_grid_trains_the_gnn_and_mlp_from_every_s(graph):
+    EP, LA, T = s_grid({0: graph}, [0.5, 1.5], 3, 1e-2, hidden=8, epochs=3, device="cpu", progress=False)
+    assert sorted(zip(T.kind, T.s)) == [("GNN", 0.5), ("GNN", 1.5), ("MLP", 0.5), ("MLP", 1.5)]
+    assert set(T.graph) == {0} and set(T.seed) == {0} and set(T.status) <= {"trapped", "trained", "did not train", "not trapped"}
+    assert T.chance.tolist() == pytest.approx([chance_loss(graph)] * 4)
+    assert set(EP.s) == set(LA.s) == {0.5, 1.5} and EP.epoch.max() == 3  # the epochs' losses and the final state
+
+
+def test_solve_last_layers_and_their_summary(graph):
+    """One row per (loss, model, layer); the summary splits the last layer's gradient from the others'."""
+    t = solve_last_layers(graph, 20, seed=0, label="g", hidden=8, activation="softplus", s=1.7, losses=("mse",), device="cpu")
+    assert len(t) == 2 * 20 and set(t.model) == {"GNN L=20", "MLP L=20"} and set(t.graph) == {"g"}
+    S = last_layer_summary(t).set_index("model")
+    assert S.loc["GNN L=20", "max_grad_other_layers"] < 1e-4 < 1e-2 < S.loc["MLP L=20", "max_grad_other_layers"]
+    assert S.loc["GNN L=20", "grad_last_layer"] < 1e-5
+    assert S.loc["GNN L=20", "ratio"] == pytest.approx(S.loc["GNN L=20", "loss"] / chance_loss(graph, "mse"))
+    assert S.loc["GNN L=20", "ratio"] >= 0.95
 
 
 def test_offset_is_kept_whole_by_propagation(graph):

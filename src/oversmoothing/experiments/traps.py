@@ -9,8 +9,11 @@ and the measurements of one run.
   (a flat tail shows the budget was long enough);
 * :func:`offset_graph` adds a node-independent offset to the features and :func:`component_decay`
   follows, through k propagations, the constant part (kept whole by P) and the class part (~lambda^k);
+* :func:`s_grid` trains the deep GNN and its MLP twin from several initial spectral norms s on several graphs
+  and classifies every run (chapter 05);
 * :func:`solve_last_layer_` trains W(L) alone to stationarity, exactly, and records every layer's gradient
-  (Theorem 3);
+  (Theorem 3); :func:`solve_last_layers` does it for the deep GNN and MLP under both losses, and
+  :func:`last_layer_summary` reduces the result to one row per network;
 * :func:`chance_loss` is the loss of the best constant predictor (log C for cross-entropy, sigma_y^2
   for the regression variant), the level Corollary 2's trapped points sit at;
 * :func:`proposition2` builds the explicit MLP counter-example (and its GNN analogue) by hand.
@@ -31,7 +34,8 @@ from ..models import build
 from ..training import fit
 
 __all__ = ["KINDS", "vanilla", "train_grid", "train_graphs", "TRAP_STATUSES", "trap_status", "tail_change", "run_table",
-           "offset_graph", "component_decay", "solve_last_layer_", "chance_loss", "proposition2"]
+           "s_grid", "offset_graph", "component_decay", "solve_last_layer_", "solve_last_layers", "last_layer_summary",
+           "chance_loss", "proposition2"]
 
 #: paper 1's two networks by the chapters' names: the vanilla GNN and its P = I twin (registry names)
 KINDS = {"GNN": "paper1.gnn", "MLP": "paper1.mlp"}
@@ -135,11 +139,13 @@ def tail_change(epochs: pd.DataFrame, frac: float = 0.25) -> float:
     return float(abs(ep["loss"].iloc[-1] - ep["loss"].iloc[i]))
 
 
-def run_table(EP: pd.DataFrame, LA: pd.DataFrame, keys: list[str], chance, threshold: float, **status_kw) -> pd.DataFrame:
+def run_table(EP: pd.DataFrame, LA: pd.DataFrame, keys: list[str], chance, threshold: float, *,
+              order: list[str] | None = None, **status_kw) -> pd.DataFrame:
     """One row per run of a grid (``keys`` identify a run in both tables, e.g. graph, model, seed):
     final loss and accuracies, :func:`trap_status` and its epoch, the loss change over the last quarter
     (:func:`tail_change`) and the largest ||W(k)||_2 reached. ``chance``: a number, or a function of the
-    row's key dict giving that run's chance loss."""
+    row's key dict giving that run's chance loss. ``order`` (model labels, e.g. ``["GNN L=5", "GNN L=40"]``):
+    the rows sorted by model in that order, then by the other keys."""
     rows = []
     for vals, la in LA.groupby(keys):
         sel = dict(zip(keys, vals if isinstance(vals, tuple) else (vals,)))
@@ -152,7 +158,30 @@ def run_table(EP: pd.DataFrame, LA: pd.DataFrame, keys: list[str], chance, thres
                          tail_change=tail_change(ep),
                          max_grad_end=float(w.loc[w["epoch"] == w["epoch"].max(), "grad_norm"].max()),
                          w_spec_max=float(w["w_spec"].max()) if "w_spec" in w else float("nan")))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if order is None:
+        return table
+    return table.sort_values(["model"] + [k for k in keys if k != "model"],
+                             key=lambda c: c.map(order.index) if c.name == "model" else c)
+
+
+def s_grid(graphs: dict, s_values, depth: int, threshold: float, **train_kw):
+    """Train the ``depth``-layer GNN and MLP from every initial spectral norm s of ``s_values`` on every graph of
+    ``graphs`` ({graph seed: Graph}; the model seed equals the graph seed) with :func:`train_graphs`
+    (``train_kw``: hidden, activation, init, lr, epochs, device, ...).
+
+    Returns (epochs, layers, runs): the two history tables and the :func:`run_table` keyed by graph, kind, s and
+    seed, each run classified by :func:`trap_status` (gradients below ``threshold``) against its graph's
+    :func:`chance_loss`."""
+    runs = [dict(kind=k, depth=depth, s=float(sv), seed=gs) for gs in graphs for sv in s_values for k in ("GNN", "MLP")]
+    EP, LA = [], []
+    for gs, g in graphs.items():
+        ep, la = train_graphs({gs: g}, [r for r in runs if r["seed"] == gs], **train_kw)
+        EP.append(ep)
+        LA.append(la)
+    EP, LA = pd.concat(EP, ignore_index=True), pd.concat(LA, ignore_index=True)
+    chance = {gs: chance_loss(g) for gs, g in graphs.items()}
+    return EP, LA, run_table(EP, LA, ["graph", "kind", "s", "seed"], lambda r: chance[r["graph"]], threshold)
 
 
 def offset_graph(graph, size: float, direction: torch.Tensor | None = None):
@@ -253,6 +282,38 @@ def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter
     _, sig = trace(model, x, op, g.y, mask, loss=loss)
     info = dict(loss=sig.loss, last_grad=float(torch.linalg.norm(sig.dW[-1].double())), iterations=iters)
     return sig, info
+
+
+def solve_last_layers(graph, depth: int, *, seed: int, label=None, hidden: int = 32, activation: str = "centred_softplus",
+                      init: str = "orthogonal", s: float = 1.0, losses=("ce", "mse"), device="auto") -> pd.DataFrame:
+    """Theorem 3's experiment on one graph: for every loss of ``losses`` and for the ``depth``-layer GNN and
+    MLP (built with ``seed``), W(L) is solved alone (:func:`solve_last_layer_`) and every layer's gradient read.
+
+    Returns one row per (loss_fn, model, layer): ``graph`` (= ``label``), ``grad_norm`` ||dL/dW(k)||_F, the
+    solved ``loss`` and the graph's ``chance`` (:func:`chance_loss`) for that loss."""
+    rows = []
+    for loss in losses:
+        for kind in ("GNN", "MLP"):
+            model = build(vanilla(kind), graph.num_features, hidden, graph.num_classes, depth, activation=activation,
+                          init=init, s=s, seed=seed)
+            sig, info = solve_last_layer_(model, graph, loss=loss, device=device)
+            for k, dw in enumerate(sig.dW, start=1):
+                rows.append(dict(graph=label, loss_fn=loss, model=f"{kind} L={depth}", layer=k,
+                                 grad_norm=float(torch.linalg.norm(dw)), loss=info["loss"], chance=chance_loss(graph, loss)))
+    return pd.DataFrame(rows)
+
+
+def last_layer_summary(solved: pd.DataFrame) -> pd.DataFrame:
+    """One row per (graph, loss_fn, model) of a :func:`solve_last_layers` table: the solved ``loss`` and ``chance``,
+    the last layer's gradient norm ``grad_last_layer``, the largest of the other layers' ``max_grad_other_layers``,
+    and ``ratio`` = loss / chance."""
+    last = solved.layer == solved.groupby(["graph", "loss_fn", "model"]).layer.transform("max")
+    out = (solved.assign(last=last).groupby(["graph", "loss_fn", "model"])
+           .apply(lambda d: pd.Series(dict(loss=d.loss.iloc[0], chance=d.chance.iloc[0], grad_last_layer=d[d["last"]].grad_norm.max(),
+                                           max_grad_other_layers=d[~d["last"]].grad_norm.max())), include_groups=False)
+           .reset_index())
+    out["ratio"] = out.loss / out.chance
+    return out
 
 
 def chance_loss(graph, loss: str = "ce", mask=None) -> float:
