@@ -160,7 +160,7 @@ def judge_c1(tables: dict, criterion: C1Criterion = C1Criterion(), *, setting: s
     ``rel_rate`` column, that of mu(X)/||X||_F at the largest s*lambda."""
     settings = settings or {}
     summary = c1_summary(tables, criterion)
-    rates = tables["headline"]
+    rates, _ = _case(tables["headline"], criterion)
     head = summary.loc["headline"]
     n = rates.seed.nunique()
     readings = []
