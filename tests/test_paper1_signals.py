@@ -1,5 +1,6 @@
-"""The helpers of chapters 01-03 (oversmoothing.experiments.smoothing): rate fits, the C1 and C3 criteria, seeds that agree,
-and the per-layer profiles of random-weight networks."""
+"""The helpers of chapters 01-03 (oversmoothing.experiments.smoothing): rate fits, C3's valley tables, the per-layer
+profiles of random-weight networks, the power curves and chapter 02's traced backward rows. (Their verdicts:
+tests/test_judges_forward.py and tests/test_judges_backward.py.)"""
 import math
 
 import numpy as np
@@ -9,7 +10,6 @@ import torch
 
 from oversmoothing import graphs, measures
 from oversmoothing.experiments import smoothing
-from oversmoothing.judges import backward as judge_backward, forward as judge_forward
 
 
 def test_fit_rate_recovers_a_geometric_sequence_and_skips_bad_points():
@@ -45,52 +45,24 @@ def test_fit_theorem2_recovers_the_constants():
     assert a == pytest.approx(1e-3, rel=1e-5) and b == pytest.approx(5.0, rel=1e-5) and rms < 1e-6
 
 
-@pytest.mark.parametrize("rates, escape, expected", [
-    ([0.05, 0.1, 0.5, 1.2], "some", "reproduced"),          # decays below 1, escapes at s*lambda = 4
-    ([0.05, 0.1, 0.5, 1.2], "every", "partly reproduced"),  # ... but not at s*lambda = 2
-    ([0.05, 0.1, 1.1, 1.2], "every", "reproduced"),
-    ([0.05, 0.1, 0.5, 0.9], "some", "partly reproduced"),   # never escapes
-    ([0.30, 0.1, 0.5, 1.2], "some", "not reproduced"),      # slower than the bound at s*lambda = 0.25
-])
-def test_forward_verdict(rates, escape, expected):
-    sl = [0.25, 0.5, 2.0, 4.0]
-    assert judge_forward.forward_verdict(sl, rates, [1.0] * 4, escape=escape)["verdict"] == expected
-
-
-def test_forward_verdict_poor_fit_and_control():
-    sl, r = [0.25, 0.5, 1.0, 4.0], [0.05, 0.1, 5.0, 1.2]   # s*lambda = 1 belongs to neither part
-    assert judge_forward.forward_verdict(sl, r, [0.95, 0.95, 0.1, 0.5])["verdict"] == "reproduced"
-    assert judge_forward.forward_verdict(sl, r, [0.95, 0.5, 1, 1])["verdict"] == "not reproduced"  # not exponential
-    mlp_decays = judge_forward.forward_verdict(sl, r, [1] * 4, control=([0.1, 0.2, 1, 1], [1] * 4))
-    assert mlp_decays["control_decays"] and mlp_decays["verdict"] == "partly reproduced"
-    mlp_not = judge_forward.forward_verdict(sl, r, [1] * 4, control=([0.4, 0.9, 1, 1], [1] * 4))
-    assert not mlp_not["control_decays"] and mlp_not["verdict"] == "reproduced"
-
-
 def _profile(values, L, seed=0, kind="GNN", lam=0.5, s=1.0):
     return pd.DataFrame(dict(layer=np.arange(1, L + 1), E_B=values, rel_mu_B=values / values.max(), seed=seed, kind=kind,
                              L=L, s=s, **{"lambda": lam}))
 
 
-def test_valley_table_and_verdict():
+def test_valley_table():
     L, k = 30, np.arange(1, 31)
     valley = 1e-1 * 0.1 ** (L - k) + 1e-2 * 0.2 ** k       # both rates below lambda*s = 0.5, lowest in the middle
     monotone = 0.3 ** (L - k)                               # only shrinks towards the input
     t = smoothing.valley_table(pd.concat([_profile(valley, L), _profile(monotone, L, kind="MLP")]), "E_B", 4, 1e-13)
     gnn, mlp = t[t.kind == "GNN"].iloc[0], t[t.kind == "MLP"].iloc[0]
     assert gnn.middle_lowest and gnn.rates_ok and gnn.r_out == pytest.approx(0.1, rel=1e-3)
-    assert not mlp.middle_lowest and mlp.k_star == 1
-    v = judge_backward.valley_verdict(t[t.kind == "GNN"], control=t[t.kind == "MLP"])
-    assert v == dict(peak=True, rates=True, verdict="reproduced", control_peak=False)
-    # the same valley in the MLP: not a GNN effect
-    t2 = smoothing.valley_table(pd.concat([_profile(valley, L), _profile(valley, L, kind="MLP")]), "E_B", 4, 1e-13)
-    assert judge_backward.valley_verdict(t2[t2.kind == "GNN"], control=t2[t2.kind == "MLP"])["verdict"] == "partly reproduced"
+    assert not mlp.middle_lowest and mlp.k_star == 1 and mlp.q == pytest.approx(0.5)
     # a slow output end (rate 0.6 > lambda*s = 0.5): rates fail, peak holds
     k = np.arange(1, 61)
     slow = 1e-1 * 0.6 ** (60 - k) + 1e3 * 0.2 ** k
     t3 = smoothing.valley_table(_profile(slow, 60), "E_B", 4, 1e-13)
-    assert t3.middle_lowest.all() and t3.r_out.iloc[0] == pytest.approx(0.6, rel=1e-3)
-    assert judge_backward.valley_verdict(t3)["verdict"] == "partly reproduced"
+    assert t3.middle_lowest.all() and t3.r_out.iloc[0] == pytest.approx(0.6, rel=1e-3) and not t3.rates_ok.any()
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +93,43 @@ def test_profile_grid_forward_bound_and_mlp_control(draws):
     assert smoothing._const_norm(X) == pytest.approx(float(torch.linalg.norm(X - (X - X.mean(0)))), rel=1e-12)
     with pytest.raises(ValueError):
         smoothing.profile_grid(draws, 4, s=[1.0], s_lambda=[0.5])
+
+
+def test_power_curve_stays_under_lambda_k_and_steps_below():
+    g = graphs.complete(30, seed=0)
+    P = graphs.propagation(g, dtype=torch.float64)
+    lam = graphs.second_eigenvalue(P)
+    curve = smoothing.power_curve(P, torch.randn(30, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 5)
+    assert curve[0] == 1.0 and len(curve) == 6
+    assert (curve[1:3] <= lam ** np.arange(1, 3) * (1 + 1e-9)).all()
+    assert smoothing.steps_below([1.0, 0.5, 0.009, 0.001]) == 2.0
+    assert smoothing.steps_below([1.0, 0.5], 0.1) == math.inf
+
+
+def test_dirichlet_dense_is_the_edge_sum(draws):
+    g = draws[0]
+    P = graphs.propagation(g, "bistochastic", dtype=torch.float64)
+    d_max = float(g.edge_index[0].bincount().max())
+    X = g.x.double()
+    assert smoothing.dirichlet_dense(X, P, d_max) == pytest.approx(measures.dirichlet(X, g.edge_index), rel=1e-8)
+
+
+def test_traced_pass_and_backward_table(draws):
+    from oversmoothing.models import build
+
+    g = draws[0]
+    P = graphs.propagation(g, "bistochastic", dtype=torch.float64)
+    rows = {}
+    for net in ["GNN", "MLP"]:
+        model = build(f"paper1.{net.lower()}", g.num_features, 16, g.num_classes, 12, activation="centred_softplus",
+                      init="gaussian", s=0.5 / g.meta["lambda"], seed=0)
+        sig, op = smoothing.traced_pass(model, g, P)
+        assert next(model.parameters()).dtype == torch.float32          # a float64 copy was traced, not the model
+        assert (op is None) == (net == "MLP")
+        rows[net] = smoothing.backward_table(sig, op, "centred_softplus")
+    gnn, mlp = rows["GNN"], rows["MLP"]
+    assert list(gnn.layer) == list(range(1, 13)) and set(gnn.columns) >= {
+        "E_B", "norm_B", "rel_mu_B", "rel_mu_X", "lin_err", "mean_meas", "mean_pred", "mean_err", "limit_err"}
+    assert gnn.rel_mu_B.min() < 1e-3 and mlp.rel_mu_B.min() > 0.9    # only the GNN's error becomes constant across nodes
+    smooth = gnn[(gnn.rel_mu_X < 1e-3) & (gnn.layer < 12)]
+    assert len(smooth) and (smooth.lin_err < 1e-3).all() and (smooth.mean_err < 1e-3).all()

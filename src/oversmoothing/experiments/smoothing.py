@@ -7,7 +7,10 @@ beside their MLP twins (P = I), over several graph and weight seeds, and the rat
                          norms of X(k), its constant part, B(k) = dL/dH(k) and dL/dW(k);
 * :func:`profile_grid`   layer_profile over graphs (one seed each) x networks (GNN, MLP) x depths x s (or s*lambda);
 * :func:`fit_rate`, :func:`end_rate`, :func:`fit_theorem2`   the per-layer rates and Theorem 2's two-term shape;
-* :func:`thirds`, :func:`valley_table`    C3's measurements of a backward profile.
+* :func:`thirds`, :func:`valley_table`    C3's measurements of a backward profile;
+* :func:`power_curve`, :func:`steps_below`  E(P^k X)/E(X) of a random signal and the steps it takes to fall (C13);
+* :func:`dirichlet_dense`  the Dirichlet energy of a signal on a dense graph, through P;
+* :func:`traced_pass`, :func:`backward_table`   chapter 02's traced passes and their per-layer backward rows (C2).
 
 The verdicts on these measurements (C1-C3, C13) are :mod:`oversmoothing.judges.forward`'s and
 :mod:`oversmoothing.judges.backward`'s.
@@ -26,7 +29,7 @@ from ..models import build
 from .traps import vanilla
 
 __all__ = ["csbm_draws", "layer_profile", "profile_grid", "fit_rate", "layer_rates", "end_rate", "fit_theorem2", "thirds",
-           "valley_table"]
+           "valley_table", "power_curve", "steps_below", "dirichlet_dense", "traced_pass", "backward_table"]
 
 
 def csbm_draws(seeds, n: int, avg_degree: float, lam: float | None = None, *, ratio: float | None = None, **kw) -> list:
@@ -217,4 +220,64 @@ def valley_table(profiles: pd.DataFrame, column: str, n_layers: int, floor: floa
         rows.append(dict(zip(by, keys), first=t[0], middle=t[1], last=t[2], middle_lowest=t[1] < min(t[0], t[2]),
                          k_star=int(d.layer.iloc[int(np.argmin(v))]), r_in=r_in, r_out=r_out, q=lam * s,
                          rates_ok=bool(r_in <= lam * s and r_out <= lam * s), a=a, b=b, rms=rms))
+    return pd.DataFrame(rows)
+
+
+def power_curve(P, X: torch.Tensor, steps: int) -> np.ndarray:
+    """E(P^k X) / E(X) for k = 0..steps (chapter 01's speed of smoothing; E(P^k X) <= lambda^k E(X))."""
+    out, Y = [1.0], X
+    e0 = measures.E(X)
+    for _ in range(steps):
+        Y = P @ Y
+        out.append(measures.E(Y) / e0)
+    return np.array(out)
+
+
+def steps_below(curve, level: float = 1e-2) -> float:
+    """The first k at which ``curve`` (e.g. :func:`power_curve`) is below ``level`` (k_1% for 1e-2); inf if never."""
+    below = np.nonzero(np.asarray(curve) < level)[0]
+    return float(below[0]) if below.size else math.inf
+
+
+def dirichlet_dense(X: torch.Tensor, P: torch.Tensor, d_max: float) -> float:
+    """Dirichlet energy D(X) = sum over edges ||x_i - x_j||^2 of a graph with P = I - (D - A)/d_max, through
+    D - A = d_max (I - P): D(X) = d_max tr(Xc^T (I - P) Xc), Xc = X centred (the same number as
+    :func:`oversmoothing.measures.dirichlet`, without materialising one row per edge of a dense graph)."""
+    Xc = X - X.mean(0, keepdim=True)
+    return d_max * float((Xc * (Xc - P @ Xc)).sum())
+
+
+def traced_pass(model, graph, op=None, device=None):
+    """The signals of one float64 forward/backward pass of a copy of ``model`` on ``graph`` (cross-entropy on the
+    training nodes; the model itself is left as it is). ``op``: the float64 propagation operator (unused by the
+    MLP, ``propagation='identity'``). Returns (:class:`~oversmoothing.signals.Signals`, the operator used)."""
+    import copy
+
+    m = copy.deepcopy(model).double().to(device)
+    op = None if m.propagation == "identity" else op
+    g = graph.to(device)
+    _, sig = signals.trace(m, g.x.double(), op, g.y, g.train_mask)
+    return sig, op
+
+
+def backward_table(sig, op, activation: str) -> pd.DataFrame:
+    """Chapter 02's per-layer rows of one traced pass (:func:`traced_pass`), k = 1..L:
+
+        E_B, norm_B = ||B(k)||_F, rel_mu_B = mu(B)/||B||_F of B(k) = dL/dH(k);  rel_mu_X of X(k);
+        lin_err    eps_k, B(k) against its linear prediction 1 c_k^T o (P^T B(k+1) W(k+1)^T)
+                   (:func:`oversmoothing.signals.linear_backward_error`);
+        mean_meas, mean_pred   ||b(k)|| (the node-average of B(k)) and ||b_hat(k)|| predicted from the average
+                   output error alone (:func:`oversmoothing.signals.backward_mean_prediction`);
+        mean_err   ||b(k) - b_hat(k)|| / ||b(k)||;   limit_err  ||B(k) - 1 b_hat(k)^T||_F / ||B(k)||_F.
+    """
+    lin = signals.linear_backward_error(sig, op, activation)
+    pred = signals.backward_mean_prediction(sig, activation)
+    rows = []
+    for k in range(1, len(sig.B) + 1):
+        B, X = sig.B[k - 1], sig.X[k]
+        b, bp = B.mean(0), pred[k - 1]
+        rows.append(dict(layer=k, E_B=measures.E(B), norm_B=float(torch.linalg.norm(B)), rel_mu_B=measures.rel_mu(B),
+                         rel_mu_X=measures.rel_mu(X), lin_err=lin[k - 1], mean_meas=float(torch.linalg.norm(b)),
+                         mean_pred=float(torch.linalg.norm(bp)), mean_err=float(torch.linalg.norm(b - bp) / torch.linalg.norm(b)),
+                         limit_err=float(torch.linalg.norm(B - bp[None, :]) / torch.linalg.norm(B))))
     return pd.DataFrame(rows)
