@@ -230,3 +230,22 @@ def test_every_library_name_cited_in_the_prose_resolves_by_import():
                 if top in LIBRARY_TOP and not _resolves(dotted):
                     bad.append(f"{name}: `{m.group(1)}`")
     assert not bad, "library names in the prose that do not import:\n" + "\n".join(sorted(set(bad)))
+
+
+EQ_LABEL = re.compile(r"\$\$\s*\((eq-[\w-]+)\)")
+EQ_REF = re.compile(r"\{eq\}`([^`]+)`")
+
+
+def test_equations_cited_by_reference_are_labelled_once():
+    """The prose cites equations as {eq}`eq-...`; each label is defined by exactly one `$$ ... $$ (eq-...)` of the
+    book, and the main equations of the chapters carry labels (the text refers to them by reference)."""
+    labels, refs = [], []
+    for nb in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                text = "".join(cell["source"])
+                labels += EQ_LABEL.findall(text)
+                refs += [(nb.name, r) for r in EQ_REF.findall(text)]
+    assert len(labels) == len(set(labels)), f"labels defined twice: {sorted(l for l in labels if labels.count(l) > 1)}"
+    assert not [r for r in refs if r[1] not in labels], f"references to no label: {[r for r in refs if r[1] not in labels]}"
+    assert {"eq-forward-bound", "eq-backward-recursion", "eq-theorem2"} <= set(labels)
