@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
 import pandas as pd
 
 from . import NOT_REPRODUCED, PARTLY, REPRODUCED, Verdict, from_parts, reading, seeds_agree
@@ -128,7 +127,7 @@ def judge_c8(table: pd.DataFrame, criterion: C8Criterion = C8Criterion(), *, dat
     seeds combined by :func:`~oversmoothing.judges.seeds_agree`.
 
     Readings, by the same rule: *no control* (r_GCN <= 1e-3 alone, (b) against the constant rows), *He init*
-    (rows with init "He"), *any graph-added decay* (r_GCN/r_MLP < 1), *rel_mu (constant rows)* ((b) with
+    (rows with init "He"), *any graph-added decay* (r_GCN/r_MLP <= 1), *rel_mu (constant rows)* ((b) with
     mu(G(1))/||G(1)||_F), *L = reading_depth* (the rows of that depth) and *dataset reading_dataset* (its rows;
     the headline rows again when it is ``dataset``)."""
     main = table.loc[table.data == dataset]
