@@ -13,11 +13,14 @@ remedies).
 * :func:`init_scale` measures, in one float64 forward pass at initialisation, how much the residual
   layers grow the representation and whether float32 would overflow; :func:`residual_growth` predicts
   that growth from a mean-field recursion (the arithmetic behind "c^2 L/d" and the 512-layer overflow);
-* :func:`init_gradients` / :func:`init_summary`: one forward and backward pass at initialisation (chapter 06);
+* :func:`init_gradients` / :func:`init_summary`: one forward and backward pass at initialisation (chapter 06),
+  memoised by :class:`InitProbes`; :func:`decay_rows` sets the GCN beside its MLP twin (claim C8's table);
+  :func:`epoch_profiles` picks a training run's layer profiles for the figures;
 * :func:`rank_comparison` compares two predictors of an outcome by Spearman's rho with a
   bootstrap confidence interval for the difference of their absolute values;
   :func:`partial_spearman` / :func:`compare_predictors` do the same within strata (dataset, depth) and
-  given a baseline predictor (the final training loss), i.e. "does the similarity add to the loss".
+  given a baseline predictor (the final training loss), i.e. "does the similarity add to the loss";
+  :func:`predictor_row` puts one such comparison in a table row (claim C11's table).
 
 The verdicts (C8-C11) are :mod:`oversmoothing.judges.gradients`' and :mod:`oversmoothing.judges.lipschitz`'.
 """
@@ -35,7 +38,9 @@ from ..training import fit
 from ..grid import per_process, plain, run_grid
 
 __all__ = ["ARCHITECTURES", "ARCHITECTURES_WITH_CONTROLS", "model_name", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
-           "partial_spearman", "compare_predictors", "rank_comparison"]
+           "partial_spearman", "compare_predictors", "rank_comparison", "init_gradients", "init_summary", "InitProbes",
+           "decay_rows", "normalised_mu", "precision_disagreement", "has_finite_epoch", "epoch_profiles",
+           "small_component_mask", "small_component_share", "normalisation_label", "residual_reading", "predictor_row"]
 
 ARCHITECTURES = {"gcn": "GCN (no residual)", "res_gcn": "residual GCN", "res_gat": "residual GAT",
                  "res_mlp": "residual MLP (P = I)"}
@@ -441,3 +446,116 @@ def small_component_share(G, edge_index, max_size: int = 2, mask=None) -> float:
     sq = G.detach().double().cpu().pow(2).sum(1)
     total = float(sq.sum())
     return float(sq[small].sum()) / total if total > 0 else float("nan")
+
+
+class InitProbes:
+    """:func:`init_gradients` memoised: ``probe(arch, depth, seed, he=False, dtype=float32, graph=None)`` runs
+    the forward and backward pass at initialisation once per (graph, arch, depth, seed, he, dtype) and keeps it
+    (the chapter reads the same probe for its tables, figures and verdicts); ``graph`` defaults to the one
+    given here.  :meth:`summary` is :func:`init_summary` of that probe."""
+
+    def __init__(self, graph: Graph, *, hidden: int = 32, device="cpu"):
+        self.graph, self.hidden, self.device, self._done = graph, hidden, device, {}
+
+    def __call__(self, arch: str, depth: int, seed: int, he: bool = False, dtype=None, graph: Graph | None = None) -> dict:
+        import torch
+
+        g, dtype = self.graph if graph is None else graph, dtype or torch.float32
+        key = (g.name, arch, depth, seed, he, dtype)
+        if key not in self._done:
+            self._done[key] = init_gradients(g, arch, depth, hidden=self.hidden, seed=seed, he=he, dtype=dtype,
+                                             device=self.device)
+        return self._done[key]
+
+    def summary(self, arch: str, depth: int, seed: int, he: bool = False, dtype=None, graph: Graph | None = None) -> dict:
+        return init_summary(self(arch, depth, seed, he, dtype, graph))
+
+
+def decay_rows(probe: InitProbes, depth: int, seeds, *, he: bool = False, dtype=None, graph: Graph | None = None) -> list[dict]:
+    """One row per seed of the GCN beside its MLP twin (P = I) at initialisation (chapter 06, claim C8):
+    ``r_GCN``, ``r_MLP`` = mu(G(1))/mu(G(L)) of each, ``graph_part`` = r_GCN/r_MLP (what the graph adds to the
+    decay), ``spearman_GCN`` (Spearman's rho of k and mu(G(k)) in the GCN), the relative distance of G(1) from
+    the GCN operator's limit subspace in both (``rel_gcn_G1_GCN``, ``rel_gcn_G1_MLP``), the GCN's mu(G(1))/||G(1)||_F
+    (``rel_mu_G1_GCN``) and its share of ||G(1)||_F^2 on components of at most two nodes (``small_share_G1_GCN``)."""
+    rows = []
+    for s in seeds:
+        g, m = probe.summary("gcn", depth, s, he, dtype, graph), probe.summary("mlp", depth, s, he, dtype, graph)
+        rows.append(dict(data=(probe.graph if graph is None else graph).name, L=depth, init="He" if he else "Glorot",
+                         seed=s, r_GCN=g["ratio"], r_MLP=m["ratio"], graph_part=g["ratio"] / m["ratio"],
+                         spearman_GCN=g["spearman"], rel_gcn_G1_GCN=g["rel_mu_gcn_G1"], rel_gcn_G1_MLP=m["rel_mu_gcn_G1"],
+                         rel_mu_G1_GCN=g["rel_mu_G1"], small_share_G1_GCN=g["small_share_G1"]))
+    return rows
+
+
+def normalised_mu(res: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(k, mu(G(k))/mu(G(L))) for k = 1..L of one :func:`init_gradients` result (1 at the output layer)."""
+    la = res["layers"].loc[lambda d: d.layer >= 1]
+    return la.layer.to_numpy(), (la.mu_G / la.mu_G.iloc[-1]).to_numpy(float)
+
+
+def precision_disagreement(res32: dict, res64: dict) -> float:
+    """The largest factor between the float32 and the float64 ||G(k)||_F of the same network (two
+    :func:`init_gradients` results), over the layers where both are finite and positive (NaN if none)."""
+    a, b = (r["layers"].norm_G.to_numpy(float) for r in (res32, res64))
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    return float(np.max(np.maximum(a[ok] / b[ok], b[ok] / a[ok]))) if ok.any() else float("nan")
+
+
+def _finite_epochs(hist, col: str) -> pd.Series:
+    la = hist.layers.loc[hist.layers.layer >= 1]
+    return la.groupby("epoch")[col].apply(lambda v: np.isfinite(v.to_numpy(float)).all())
+
+
+def has_finite_epoch(hist, col: str = "mu_G") -> bool:
+    """Whether some recorded epoch of a training History has a finite ``col`` at every layer k >= 1 (a run
+    that overflows at epoch 0 has none, hence nothing to draw)."""
+    return bool(_finite_epochs(hist, col).any())
+
+
+def epoch_profiles(hist, col: str, n_lines: int = 3) -> pd.DataFrame:
+    """The layer profiles (k >= 1) of ``col`` of a training History at its first, middle and last epochs whose
+    values are all finite (at most ``n_lines``), with a column ``when`` ("epoch 40").  For a relative measure
+    (``rel_*``) the value is NaN where the signal itself is exactly zero (mu/||.||_F is 0/0 there)."""
+    la = hist.layers.loc[hist.layers.layer >= 1].copy()
+    finite = _finite_epochs(hist, col)
+    eps = finite[finite].index.to_numpy()
+    if len(eps) == 0:
+        return la.iloc[:0].assign(when=[])
+    pick = sorted({eps[0], eps[len(eps) // 2], eps[-1]})[:n_lines]
+    out = la.loc[la.epoch.isin(pick)].copy()
+    if col.startswith("rel_"):
+        out.loc[out[col[4:]] == 0, col] = np.nan
+    out["when"] = "epoch " + out.epoch.astype(str)
+    return out
+
+
+# ----------------------------------------------------------------------------- chapter 07: readings and predictors
+
+
+def normalisation_label(c, alpha: float = 1.0, act: str | None = "default") -> str:
+    """How chapter 07's tables and legends name a run: "no normalisation" (``c`` None/NaN) or "c = 4", with
+    ", tanh branch" for another activation and ", alpha = 0.125" for a scaled branch."""
+    s = "no normalisation" if pd.isna(c) else f"c = {c:g}"
+    if act not in ("default", None):
+        s += f", {act} branch"
+    if alpha != 1.0:
+        s += f", alpha = {alpha:.3g}"
+    return s
+
+
+def residual_reading(options: dict, depth: int) -> dict:
+    """The keyword arguments of :func:`run` / :func:`init_scale` for one reading of the residual form at
+    ``depth`` layers: ``branch_scale`` "sqrt" becomes alpha = 1/sqrt(L) and "lin" alpha = 1/L; the rest
+    (e.g. ``activation="tanh"``) is passed on unchanged."""
+    v = dict(options)
+    if "branch_scale" in v:
+        v["branch_scale"] = 1 / math.sqrt(depth) if v["branch_scale"] == "sqrt" else 1 / depth
+    return v
+
+
+def predictor_row(test: str, result: dict, a: str, b: str) -> dict:
+    """One row of the predictor comparison table from a :func:`compare_predictors` / :func:`rank_comparison`
+    result comparing columns ``a`` (the gradient similarity) and ``b`` (the representation similarity):
+    test, n, rho_grad, rho_repr, diff = |rho_grad| - |rho_repr|, ci_low, ci_high."""
+    return dict(test=test, n=result["n"], rho_grad=result[f"rho_{a}"], rho_repr=result[f"rho_{b}"], diff=result["diff"],
+                ci_low=result["ci_low"], ci_high=result["ci_high"])
