@@ -84,6 +84,25 @@ def _layer_rows(epoch, sig, graph, measures, signals):
     return rows
 
 
+#: set by ``oversmoothing build --dry-run``: the path of a log; every fit then trains at most
+#: :data:`ESTIMATE_EPOCHS` epochs, timed, and appends {desc, planned epochs, trained epochs, seconds} to it
+ESTIMATE_ENV = "OVERSMOOTHING_ESTIMATE"
+ESTIMATE_EPOCHS = 2
+
+
+def _estimating(epochs: int) -> int:
+    """The epochs to train: ``epochs``, or at most :data:`ESTIMATE_EPOCHS` while a dry run estimates the cost."""
+    return min(epochs, ESTIMATE_EPOCHS) if os.environ.get(ESTIMATE_ENV) else epochs
+
+
+def _log_estimate(desc: str, planned: int, trained: int, seconds: float) -> None:
+    import json
+
+    with open(os.environ[ESTIMATE_ENV], "a") as f:
+        f.write(json.dumps({"kind": "fit", "desc": desc, "planned_epochs": planned, "trained_epochs": trained,
+                            "seconds": seconds}) + "\n")
+
+
 def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: float = 0.0,
         optimizer: str = "adam", loss: str = "ce", params=None, measures=("E",), signals=("X", "B"),
         record_every: int = 1, device="auto", seed: int | None = 0, progress: bool | None = None,
@@ -109,6 +128,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     for m in measures:
         measure(m, None)  # validates the name
     dev = resolve_device(device)
+    planned, epochs = epochs, _estimating(epochs)
     if seed is not None:
         torch.manual_seed(seed)
     model = model.to(dev)
@@ -170,4 +190,6 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     bar.close()
     meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
                 wall_time_s=time.perf_counter() - start)
+    if os.environ.get(ESTIMATE_ENV):
+        _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"])
     return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)
