@@ -23,8 +23,7 @@ import time
 import uuid
 
 from ..codehash import PACKAGE, library_hash
-from ..devices import resolve_device
-from . import cache
+from . import cache, security
 from .tasks import GridError, failed
 
 __all__ = ["cores", "env_int", "resolve", "client", "local_cluster", "shutdown", "run_local", "run_dask"]
@@ -87,6 +86,7 @@ def resolve(device, client=None) -> str:
     """The device runs use: 'auto' -> 'cuda' when (the workers have / this machine has) a GPU, else 'cpu'."""
     device = "auto" if device is None else str(device)
     if client is None:
+        from ..devices import resolve_device
         return str(resolve_device(device))
     if device == "auto":
         workers = _workers(client).values()
@@ -141,22 +141,31 @@ def local_cluster(workers: int, *, gpu: bool = False):
             os.environ.pop("OVERSMOOTHING_SCHEDULER", None)
         else:
             os.environ["OVERSMOOTHING_SCHEDULER"] = old
-        for k in [k for k in _CLUSTERS if k == ("scheduler", cluster.scheduler_address)]:
+        for k in [k for k in _CLUSTERS if k[:2] == ("scheduler", cluster.scheduler_address)]:
             _CLUSTERS.pop(k)[0].close()
         cluster.close()
 
 
-def client(workers, scheduler, device_hint):
-    """A (memoised) Client: joined to ``scheduler`` or on a LocalCluster of ``workers`` processes."""
+def client(workers, scheduler, device_hint, tls: dict | None = None):
+    """A (memoised) Client: joined to ``scheduler`` or on a LocalCluster of ``workers`` processes.
+    ``tls`` (ca/cert/key files, default ``$OVERSMOOTHING_TLS_*``) secures the connection
+    (:func:`oversmoothing.grid.security.security`); without it Dask's configuration applies.  A plain
+    ``tcp://`` address of another host is warned about once (unless the runner already did)."""
     from distributed import Client
 
-    key = ("scheduler", scheduler) if scheduler else ("local", workers, device_hint)
+    tls = security.tls_files(tls)
+    key = ("scheduler", scheduler, tuple(sorted(tls.items()))) if scheduler else ("local", workers, device_hint)
     if key in _CLUSTERS:
         c = _CLUSTERS[key][0]
         if c.status == "running":
             return c
     if scheduler:
-        c, cluster = Client(scheduler), None
+        msg = security.plain_tcp_warning(scheduler)
+        if msg and not os.environ.get("OVERSMOOTHING_SCHEDULER_WARNED"):
+            import warnings
+            warnings.warn_explicit(msg.removeprefix("warning: "), UserWarning, "oversmoothing.grid", 0)
+        sec = security.security(tls)
+        c, cluster = (Client(scheduler, security=sec) if sec is not None else Client(scheduler)), None
     else:
         cluster = _new_local_cluster(workers, device_hint == "cuda")
         c = Client(cluster)
@@ -179,7 +188,7 @@ def shutdown():
 atexit.register(shutdown)
 
 
-def run_local(fn, configs, todo, folder, out, bar, inputs):
+def run_local(fn, configs, todo, folder, out, bar, inputs, dev=""):
     """The runs of ``todo`` (key -> indices of ``configs`` needing it) one after another in this process."""
     for k, idx in todo.items():
         t0 = time.perf_counter()
@@ -187,7 +196,8 @@ def run_local(fn, configs, todo, folder, out, bar, inputs):
             res = fn(configs[idx[0]], **inputs)
         except Exception as exc:
             raise failed(idx[0], configs[idx[0]], exc) from exc
-        cache.store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0)
+        cache.store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0,
+                    str(configs[idx[0]].get("device", dev)))
         for i in idx:
             out[i] = res
         out.computed += 1
@@ -221,7 +231,8 @@ def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs):
                 res, seconds = f.result()
             except Exception as exc:
                 raise failed(idx[0], configs[idx[0]], exc) from exc
-            cache.store(folder, k, fn, configs[idx[0]], res, seconds)  # lands in the cache as it completes
+            cache.store(folder, k, fn, configs[idx[0]], res, seconds,  # lands in the cache as it completes
+                        str(configs[idx[0]].get("device", dev)))
             for i in idx:
                 out[i] = res
             out.computed += 1
