@@ -32,12 +32,27 @@ def _ours(module: str) -> bool:
 class _Encoder:
     def __init__(self):
         self.arrays: dict = {}
+        self.pools: dict = {}  # dtype -> (ref, 1-D arrays, length so far): one flat array per dtype
         self._open: set = set()
 
     def array(self, arr) -> str:
         ref = f"a{len(self.arrays)}"
         self.arrays[ref] = arr
         return ref
+
+    def pool(self, arr) -> tuple[str, int]:
+        """(ref, offset) of the 1-D ``arr`` appended to the flat array of its dtype."""
+        ref, parts, n = self.pools.get(arr.dtype.str) or (self.array(None), [], 0)
+        parts.append(arr)
+        self.pools[arr.dtype.str] = (ref, parts, n + len(arr))
+        return ref, n
+
+    def finish(self) -> dict:
+        import numpy as np
+
+        for ref, parts, _ in self.pools.values():
+            self.arrays[ref] = np.concatenate(parts)
+        return self.arrays
 
     def __call__(self, obj, where: str):
         if type(obj) in _PLAIN:
@@ -132,7 +147,7 @@ def encode(result, where: str = "result") -> tuple[object, dict]:
     """``(tree, arrays)`` of ``result`` (see the module docstring); TypeError names what cannot be stored."""
     enc = _Encoder()
     tree = enc(result, where)
-    return tree, enc.arrays
+    return tree, enc.finish()
 
 
 def _find_class(path: str, import_: bool = True):

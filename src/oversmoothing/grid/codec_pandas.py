@@ -1,6 +1,6 @@
 """The pandas part of :mod:`oversmoothing.grid.codec`: DataFrame, Series and Index, column by column.
 
-Numeric, bool and datetime columns go to arrays (one 2-D array per dtype and frame, as pandas' blocks);
+Numeric, bool and datetime columns (and index values) go to one flat array per dtype for the whole result;
 object columns element by element through the codec; string (``str``), categorical and nullable
 (``Int64``, ``Float64``, ``boolean``) columns with their dtype's parameters.  Decoding rebuilds every
 column with its exact dtype (pandas never infers one), the index and the column labels.
@@ -17,12 +17,7 @@ def encode(enc, obj, where: str):
     import pandas as pd
 
     if type(obj) is pd.DataFrame:
-        import numpy as np
-
-        blocks: dict = {}  # dtype -> (ref, its columns): stacked into one 2-D array per dtype
-        cols = [_values(enc, s, f"{where}[{name!r}]", blocks) for name, s in obj.items()]
-        for ref, arrays in blocks.values():
-            enc.arrays[ref] = np.stack(arrays)
+        cols = [_values(enc, s, f"{where}[{name!r}]") for name, s in obj.items()]
         node = {"t": "frame", "columns": _index(enc, obj.columns, f"{where}.columns"),
                 "index": _index(enc, obj.index, f"{where}.index"), "cols": cols}
     elif type(obj) is pd.Series:
@@ -39,8 +34,9 @@ def encode(enc, obj, where: str):
     return node
 
 
-def _values(enc, s, where, blocks=None):
-    """The node of a Series' (or an Index's) values."""
+def _values(enc, s, where):
+    """The node of a Series' (or an Index's) values: 1-D numpy values as a slice of the result's flat array
+    of their dtype (``enc.pool``), object values item by item, extension arrays with their dtype."""
     import numpy as np
     import pandas as pd
 
@@ -49,13 +45,10 @@ def _values(enc, s, where, blocks=None):
         arr = s.to_numpy(copy=False)
         if dtype.hasobject:
             return {"t": "obj", "items": [enc(v, f"{where}[{i}]") for i, v in enumerate(arr.tolist())]}
-        if blocks is None or arr.ndim != 1:
+        if arr.ndim != 1:
             return {"t": "nd", "ref": enc.array(arr)}
-        if dtype.str not in blocks:
-            blocks[dtype.str] = (enc.array(None), [])
-        ref, arrays = blocks[dtype.str]
-        arrays.append(arr)
-        return {"t": "col", "ref": ref, "row": len(arrays) - 1}
+        ref, at = enc.pool(arr)
+        return {"t": "col", "ref": ref, "at": at, "n": len(arr)}
     if isinstance(dtype, pd.StringDtype):
         na = "NA" if dtype.na_value is pd.NA else "nan"
         items = [v if isinstance(v, str) else None for v in s.array]
@@ -95,10 +88,7 @@ def decode(dec, node):
         cols = [_unvalues(dec, c) for c in node["cols"]]
         if len(cols) != len(columns) or any(len(c) != len(index) for c in cols):
             raise ValueError("frame columns do not match its labels or index")
-        df = pd.DataFrame({i: pd.Series(c, index=index, dtype=c.dtype, copy=False) if _inferred(c) else c
-                           for i, c in enumerate(cols)}, index=index, copy=False)
-        df.columns = columns
-        obj = df
+        obj = _frame(cols, columns, index)
     elif tag == "series":
         values, index = _unvalues(dec, node["values"]), _unindex(dec, node["index"])
         obj = pd.Series(values, index=index, dtype=values.dtype, name=dec(node["name"]), copy=False)
@@ -113,10 +103,21 @@ def decode(dec, node):
     return obj
 
 
-def _inferred(values) -> bool:
-    """True when pandas would infer a dtype from ``values`` (object arrays): they get it explicitly."""
+def _frame(cols, columns, index):
+    """The DataFrame of these columns (1-D arrays of the index's length, each keeping its dtype exactly)."""
     import numpy as np
-    return not isinstance(values, np.ndarray) or values.dtype.hasobject
+    import pandas as pd
+
+    if all(not isinstance(c, np.ndarray) or c.dtype.kind in "biufcO" for c in cols):
+        try:  # pandas' constructor from already sanitised arrays (as unpickling does): no copy, no inference
+            return pd.DataFrame._from_arrays(cols, columns=columns, index=index, verify_integrity=False)
+        except (AttributeError, TypeError):  # (another pandas)
+            pass
+    df = pd.DataFrame({i: pd.Series(c, index=index, dtype=object, copy=False)  # object columns stay object
+                       if isinstance(c, np.ndarray) and c.dtype.hasobject else c
+                       for i, c in enumerate(cols)}, index=index, copy=False)
+    df.columns = columns
+    return df
 
 
 def _unvalues(dec, node):
@@ -127,11 +128,10 @@ def _unvalues(dec, node):
     if tag == "nd":
         return dec.array(node["ref"])
     if tag == "col":
-        block = dec.array(node["ref"])
-        row = node["row"]
-        if type(row) is not int or not 0 <= row < len(block):
-            raise ValueError(f"column row {row!r} outside its block")
-        return block[row]
+        pool, at, n = dec.array(node["ref"]), node["at"], node["n"]
+        if type(at) is not int or type(n) is not int or pool.ndim != 1 or not 0 <= at <= at + n <= len(pool):
+            raise ValueError(f"column [{at!r}:+{n!r}] outside its array")
+        return pool[at:at + n]
     if tag == "obj":
         items = node["items"]
         out = np.empty(len(items), dtype=object)
