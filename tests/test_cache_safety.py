@@ -489,6 +489,8 @@ def test_tls_options_are_checked_and_reach_the_kernels(tmp_path):
     env = book.scale_out_env(None, "tls://10.0.0.5:8786", tls)
     assert env["OVERSMOOTHING_TLS_CA"] == str(tls["ca"].resolve()) and env["OVERSMOOTHING_TLS_CERT"]
     assert "OVERSMOOTHING_TLS_KEY" not in env and env["OVERSMOOTHING_EXECUTOR"] == "dask"
+    with pytest.raises(ValueError, match=r"tls://127.0.0.1:9 speaks TLS but no certificates are given"):
+        grid.executors.client(None, "tls://127.0.0.1:9", "cpu", {})
 
 
 def test_plain_tcp_to_another_host_is_warned_about_in_one_line(capsys):

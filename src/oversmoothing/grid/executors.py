@@ -2,7 +2,8 @@
 
 ``dask``: ``workers=N > 1`` (or ``$OVERSMOOTHING_WORKERS``) starts a ``LocalCluster`` of N single-threaded
 worker processes; ``scheduler=ADDRESS`` (or ``$OVERSMOOTHING_SCHEDULER``) joins a running cluster
-(dask-jobqueue, dask-kubernetes, SSHCluster, ``dask scheduler`` + ``dask worker ADDRESS``).  The client
+(dask-jobqueue, dask-kubernetes, SSHCluster, ``dask scheduler`` + ``dask worker ADDRESS``); a ``tls://`` address is
+joined with the TLS files of :mod:`~oversmoothing.grid.security` (or Dask's own TLS config).  The client
 writes each result to its own cache as the task completes; a run on a worker that dies is re-run elsewhere
 (Dask reschedules it).  Every task sets torch's threads to the fair share of its host's cores (cores // task
 slots on that host; ``$OVERSMOOTHING_THREADS`` overrides it: on a machine shared with other busy processes 1
@@ -165,12 +166,20 @@ def client(workers, scheduler, device_hint, tls: dict | None = None):
             import warnings
             warnings.warn_explicit(msg.removeprefix("warning: "), UserWarning, "oversmoothing.grid", 0)
         sec = security.security(tls)
+        if sec is None and scheduler.startswith("tls://") and not _dask_tls_configured():
+            raise ValueError(f"scheduler {scheduler} speaks TLS but no certificates are given: pass --tls-ca/--tls-cert"
+                             "/--tls-key (or $OVERSMOOTHING_TLS_CA/CERT/KEY, or Dask's distributed.comm.tls config)")
         c, cluster = (Client(scheduler, security=sec) if sec is not None else Client(scheduler)), None
     else:
         cluster = _new_local_cluster(workers, device_hint == "cuda")
         c = Client(cluster)
     _CLUSTERS[key] = (c, cluster)
     return c
+
+
+def _dask_tls_configured() -> bool:
+    import dask
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
 
 
 def shutdown():
