@@ -144,7 +144,7 @@ def test_training_grids_of_the_chapters_run_through_run_grid(tmp_path, monkeypat
     real_fit = traps.fit
     monkeypatch.setattr(traps, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
     ep, la = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
-    assert len(trained) == len(TRAP_RUNS) and len(list((tmp_path / "c").rglob("*.pkl"))) == len(TRAP_RUNS)
+    assert len(trained) == len(TRAP_RUNS) and len(list((tmp_path / "c").rglob("*.run"))) == len(TRAP_RUNS)
     ep2, la2 = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
     assert len(trained) == len(TRAP_RUNS)  # all read back
     monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", "off")
@@ -166,7 +166,7 @@ def test_paper2_grids_take_names_or_a_graph(tmp_path, monkeypatch):
     cfgs = [dict(arch="res_gcn", depth=3), dict(arch="gcn", depth=2)]
     first = gradients.run_all(g, cfgs, hidden=8, epochs=3, record_every=3, device="cpu", progress=False)
     again = gradients.run_all(g, cfgs, hidden=8, epochs=3, record_every=3, device="cpu", progress=False)
-    assert [s["arch"] for s, _ in first] == ["res_gcn", "gcn"] and len(list((tmp_path / "c").rglob("*.pkl"))) == 2
+    assert [s["arch"] for s, _ in first] == ["res_gcn", "gcn"] and len(list((tmp_path / "c").rglob("*.run"))) == 2
     for (s1, h1), (s2, h2) in zip(first, again):
         assert s1 == s2
         pd.testing.assert_frame_equal(h1.layers, h2.layers, check_exact=True)
@@ -180,7 +180,7 @@ def test_interrupted_grid_resumes_from_cache(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         grid.run_grid(train_tiny, cfgs, cache=cache, device="cpu")
     monkeypatch.undo()
-    assert runs(log) == 4 and len(list(cache.rglob("*.pkl"))) == 3
+    assert runs(log) == 4 and len(list(cache.rglob("*.run"))) == 3
     res = grid.run_grid(train_tiny, cfgs, cache=cache, device="cpu")
     assert (res.cached, res.computed) == (3, 3) and runs(log) == 7  # runs 4-6 only
     again = grid.run_grid(train_tiny, cfgs, cache=cache, device="cpu")
@@ -225,7 +225,7 @@ def test_killed_process_resumes_from_the_cache(tmp_path):
     proc.kill()
     proc.wait()
     started = runs(log)
-    finished = len(list(cache.rglob("*.pkl")))
+    finished = len(list(cache.rglob("*.run")))
     assert 2 <= finished < 6 and not list(cache.rglob("*.tmp"))
     out = subprocess.run([sys.executable, str(script), str(log), str(cache), "0"], env=env, capture_output=True,
                          text=True, check=True).stdout
@@ -247,9 +247,9 @@ def test_changed_config_or_library_misses_the_cache(tmp_path, monkeypatch):
 def test_damaged_entry_is_recomputed_and_errors_name_the_config(tmp_path):
     log, cache = str(tmp_path / "log"), tmp_path / "cache"
     grid.run_grid(train_tiny, configs(log, n=1), cache=cache, device="cpu")
-    [entry] = cache.rglob("*.pkl")
+    [entry] = cache.rglob("*.run")
     entry.write_bytes(entry.read_bytes()[:50])  # truncated
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match=r"is damaged \(truncated: .*\); recomputing it"):
         res = grid.run_grid(train_tiny, configs(log, n=1), cache=cache, device="cpu")
     assert res.computed == 1 and runs(log) == 2
     with pytest.raises(grid.GridError, match=r'run 1 failed for config .*"fail":true.*ValueError: boom'):
@@ -322,7 +322,7 @@ def test_dask_task_error_names_the_config(tmp_path, dask_cluster):
     cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
     with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):
         grid.run_grid(train_tiny, cfgs, executor="dask", cache=tmp_path / "c", device="cpu", retries=0)
-    assert len(list((tmp_path / "c").rglob("*.pkl"))) <= 2  # the failed run is never cached
+    assert len(list((tmp_path / "c").rglob("*.run"))) <= 2  # the failed run is never cached
 
 
 def test_dask_killed_worker_loses_no_run(tmp_path, dask_cluster):  # last: the killed worker restarts slowly
@@ -335,7 +335,7 @@ def test_dask_killed_worker_loses_no_run(tmp_path, dask_cluster):  # last: the k
     ref = grid.run_grid(train_tiny, [{k: v for k, v in c.items() if k != "die_once"} for c in cfgs],
                         cache=False, device="cpu")
     assert_same(ref, res)
-    assert len(list(cache.rglob("*.pkl"))) == 4
+    assert len(list(cache.rglob("*.run"))) == 4
 
 
 def test_worker_with_another_library_refuses_the_run():

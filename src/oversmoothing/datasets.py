@@ -7,14 +7,18 @@ and only then read by PyG.  Without a mirror PyG downloads as usual.
 
 PyG's processed files (made from the verified raw files) are checksummed too: their SHA-256 is
 recorded in ``<processed>.sha256`` right after PyG writes them, and checked before every load; a file
-that differs (a flipped byte, a truncation) or has no record is rebuilt from the raw files.
+that differs (a flipped byte, a truncation) or has no record is rebuilt from the raw files.  They are
+read with ``torch.load(weights_only=True)`` only (PyG's fallback to a full unpickling is switched off
+while a dataset loads): a processed file that needs more is rebuilt from the raw files, never unpickled.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pickle
 import shutil
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,6 +171,58 @@ def _locked(path: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+_STRICT = threading.RLock()
+
+
+@contextmanager
+def _weights_only():
+    """While the block runs, ``torch.load`` and PyG's ``torch_geometric.io.fs.torch_load`` (which falls back
+    to ``weights_only=False`` when the safe load fails) load tensors and plain containers only: any
+    ``weights_only=False`` request becomes ``weights_only=True`` (in this process, for the block's duration)."""
+    import torch_geometric.io.fs as pyg_fs
+
+    real = torch.load
+
+    def strict_load(f, map_location=None, *args, **kw):
+        kw["weights_only"] = True
+        return real(f, map_location, *args, **kw)
+
+    def strict_pyg_load(path, map_location=None):
+        with open(path, "rb") as f:
+            return real(f, map_location, weights_only=True)
+
+    with _STRICT:
+        saved = pyg_fs.torch_load
+        torch.load, pyg_fs.torch_load = strict_load, strict_pyg_load
+        try:
+            yield
+        finally:
+            torch.load, pyg_fs.torch_load = real, saved
+
+
+def _pyg_dataset(kind: str, root: Path, prefix: str, split, processed: Path, name: str):
+    """PyG's dataset, its processed files read strictly; a processed file the strict loader refuses is
+    reported and rebuilt (once) from the verified raw files."""
+    from torch_geometric.datasets import Planetoid, WikipediaNetwork
+
+    def make():
+        with _weights_only():
+            if kind == "planetoid":
+                return Planetoid(str(root), prefix, split="public" if split is None else "geom-gcn")
+            return WikipediaNetwork(str(root), prefix, geom_gcn_preprocess=True)
+    try:
+        return make()
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        if not processed.is_dir():
+            raise
+        warnings.warn(f"dataset {name}: a processed file in {processed} is not plain tensors "
+                      f"({type(err).__name__}: {str(err).splitlines()[0][:120]}); rebuilding it from the verified "
+                      "raw files", stacklevel=3)
+        shutil.rmtree(processed)
+        _record_path(processed).unlink(missing_ok=True)
+        return make()
+
+
 def _masks(data, split: int | None):
     masks = [data.train_mask, data.val_mask, data.test_mask]
     if masks[0].dim() == 2:
@@ -203,14 +259,9 @@ def load(name: str, split: int | None = None, root: str | os.PathLike | None = N
                     raise DatasetUnavailable(f"{prefix} not found in {root} nor in the mirror "
                                              f"(OVERSMOOTHING_DATA_MIRROR={_mirror()}); PyG cannot download it")
                 return _load_filtered(key, root / prefix, 0 if split is None else split)
-            from torch_geometric.datasets import Planetoid, WikipediaNetwork
-
             processed = _processed_dir(kind, root, prefix, split)
             _verify_processed(key, processed)
-            if kind == "planetoid":
-                ds = Planetoid(str(root), prefix, split="public" if split is None else "geom-gcn")
-            else:
-                ds = WikipediaNetwork(str(root), prefix, geom_gcn_preprocess=True)
+            ds = _pyg_dataset(kind, root, prefix, split, processed, key)
             if Path(ds.processed_dir).resolve() != processed.resolve():   # (a PyG change of layout)
                 raise RuntimeError(f"PyG keeps {name!r} in {ds.processed_dir}, not {processed}: "
                                    "update datasets._processed_dir")
@@ -228,7 +279,7 @@ def load(name: str, split: int | None = None, root: str | os.PathLike | None = N
 
 
 def _load_filtered(name: str, path: Path, split: int) -> Graph:
-    z = np.load(path)
+    z = np.load(path, allow_pickle=False)
     x = torch.tensor(z["node_features"]).float()
     y = torch.tensor(z["node_labels"]).long()
     edges = torch.tensor(z["edges"]).long().t()

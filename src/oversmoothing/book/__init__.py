@@ -29,14 +29,15 @@ Modules (dependencies point one way, down this list; ``cli`` uses this package's
 
     errors       BookError, BuildFailed, Interrupted
     toc          the project root, _toc.yml, the chapters, book/profiles.yml
-    parameters   a chapter's parameters cell (ast, never executed); -p values, --device, --jobs, --workers
+    parameters   a chapter's parameters cell (ast, never executed); -p values, --device, --jobs, --workers, TLS
     cache        cache keys (source tree, lock, data, device) and the record in an executed notebook
     execute      worker processes running papermill, ``n_jobs`` at a time; signals; failure messages
     pages        the generated pages (parameters appendix, reproduction report, summary of verdicts)
     folders      FolderLock, new run folders, a folder swapped in whole
     site         staging, Jupyter Book, :func:`build`
     runs         :func:`run_chapter`, :func:`sweep`
-    cli          ``python -m oversmoothing {build,run,sweep,params}``
+    caches       ``cache info|prune|verify``: the run cache and the executed chapters
+    cli          ``python -m oversmoothing {build,run,sweep,params,cache}``
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..codehash import library_hash
+from .parameters import Param, parse_parameters
 from .toc import Chapter
 
 #: the key of the runner's record in an executed notebook's metadata
@@ -87,6 +88,13 @@ def environment_digests(root: Path) -> dict:
 def _cache_key(ch: Chapter, parameters: dict, profile: str, env: dict, device: str) -> str:
     return _sha(json.dumps({"notebook": _sha(ch.path.read_bytes()), "parameters": parameters,
                             "profile": profile, "device": device, **env}, sort_keys=True).encode())
+
+
+def chapter_key(ch: Chapter, params: dict, profile: str, env: dict) -> str:
+    """The cache key of chapter ``ch`` executed with the resolved ``params`` in ``profile`` (``env``:
+    :func:`environment_digests`); its device is ``params["device"]``, else the notebook's default."""
+    dev = params.get("device", parse_parameters(ch.path).get("device", Param("", "auto", "str", "")).default)
+    return _cache_key(ch, params, profile, env, resolved_device(dev))
 
 
 def executed_record(nb_path: Path, claims_path: Path) -> dict | None:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import sys
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,10 +211,15 @@ def _check_jobs(jobs) -> int:
     return jobs
 
 
-def scale_out_env(workers=None, scheduler: str | None = None) -> dict[str, str]:
+def scale_out_env(workers=None, scheduler: str | None = None, tls: dict | None = None) -> dict[str, str]:
     """What every kernel's training grids need to run on Dask (read by :func:`oversmoothing.grid.run_grid`):
     ``--workers N`` starts a LocalCluster of N workers, ``--scheduler ADDRESS`` joins a running cluster
-    (``tcp://host:port`` or a scheduler file). Unset: ``$OVERSMOOTHING_WORKERS`` / ``$OVERSMOOTHING_SCHEDULER``."""
+    (``tls://host:port``, ``tcp://host:port`` or a scheduler file), ``tls`` = {"ca", "cert", "key"} files
+    (``--tls-ca/--tls-cert/--tls-key``) secure it. Unset: ``$OVERSMOOTHING_WORKERS`` / ``$OVERSMOOTHING_SCHEDULER``
+    / ``$OVERSMOOTHING_TLS_*`` (else Dask's own ``distributed.comm.tls`` config). A plain ``tcp://`` address of
+    another host is warned about here, in one line on stderr (the kernels then stay quiet)."""
+    from ..grid.security import TLS_ENV, check_tls, plain_tcp_warning
+
     workers = workers if workers is not None else os.environ.get("OVERSMOOTHING_WORKERS") or None
     scheduler = scheduler or os.environ.get("OVERSMOOTHING_SCHEDULER") or None
     env = {}
@@ -228,9 +234,19 @@ def scale_out_env(workers=None, scheduler: str | None = None) -> dict[str, str]:
     if scheduler is not None:
         ok = re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/:]+(:\d+)?/?", scheduler) or Path(scheduler).is_file()
         if not ok:
-            raise BookError(f"--scheduler {scheduler!r}: expects a Dask scheduler address like tcp://host:8786 "
+            raise BookError(f"--scheduler {scheduler!r}: expects a Dask scheduler address like tls://host:8786 "
                             "or the path of an existing scheduler file")
         env["OVERSMOOTHING_SCHEDULER"] = scheduler
+        warning = plain_tcp_warning(scheduler)
+        if warning:
+            print(warning, file=sys.stderr)
+            env["OVERSMOOTHING_SCHEDULER_WARNED"] = "1"
+    if tls and any(tls.values()):
+        try:
+            tls = check_tls(tls, scheduler)
+        except ValueError as e:
+            raise BookError(str(e)) from None
+        env.update({TLS_ENV[role]: str(Path(path).resolve()) for role, path in tls.items()})
     if scheduler is not None or int(env.get("OVERSMOOTHING_WORKERS", 1)) > 1:
         env["OVERSMOOTHING_EXECUTOR"] = "dask"      # one worker: the grids run in the kernel itself
     return env

@@ -51,11 +51,12 @@ def _folder_lock(folder: Path) -> FolderLock:
 
 def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | None = None,
                 profile: str = "default", device: str | None = None, out: str | Path | None = None,
-                progress: bool = True, workers: int | None = None, scheduler: str | None = None) -> Path:
+                progress: bool = True, workers: int | None = None, scheduler: str | None = None,
+                tls: dict | None = None) -> Path:
     """One chapter with parameters; returns the folder holding the notebook and its claims JSON."""
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
-    scale = scale_out_env(workers, scheduler)
+    scale = scale_out_env(workers, scheduler, tls)
     ch = resolve_chapter(root, chapter)
     profiles = profile_overrides(root, profile)
     _check_profile_chapters(profile, profiles, chapters(root))
@@ -81,7 +82,7 @@ def run_chapter(chapter: str, assignments: list[str] = (), root: str | Path | No
 def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile: str = "default",
           device: str | None = None, jobs: int = 1, out: str | Path | None = None, progress: bool = True,
           resume: str | Path | None = None, plot: str | None = None, workers: int | None = None,
-          scheduler: str | None = None):
+          scheduler: str | None = None, tls: dict | None = None):
     """Run the chapter at every point of the grid; gather one table. Returns (folder, DataFrame, failures).
 
     One row per point: the swept parameters, status, wall time, one column per metric the chapter recorded
@@ -96,7 +97,7 @@ def sweep(chapter: str, grid: list[str], root: str | Path | None = None, profile
 
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
-    scale = scale_out_env(workers, scheduler)
+    scale = scale_out_env(workers, scheduler, tls)
     _check_jobs(jobs)
     ch = resolve_chapter(root, chapter)
     profiles = profile_overrides(root, profile)

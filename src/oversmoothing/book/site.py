@@ -13,12 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from .cache import _cache_key, environment_digests, executed_record, resolved_device
+from .cache import chapter_key, environment_digests, executed_record
 from .errors import BookError, BuildFailed, Interrupted
 from .execute import _failure_message, _run_jobs
 from .folders import FolderLock, _recover_html, _swap_in
 from .pages import GENERATED, parameters_page, report_page, summary_page
-from .parameters import (Param, _check_device, _check_jobs, _check_profile_chapters, parse_parameters,
+from .parameters import (_check_device, _check_jobs, _check_profile_chapters,
                          resolve_parameters, scale_out_env)
 from .toc import (Chapter, _strip_suffix, _toc_files, chapters, find_root, load_profiles, load_toc,
                   profile_overrides, resolve_chapter)
@@ -140,7 +140,8 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
           chapters_: list[str] | None = None, jobs: int = 1, force: bool = False,
           out: str | Path | None = None, staging: str | Path | None = None,
           html: bool = True, progress: bool = True, verbose: bool = False,
-          wait: bool | float = True, workers: int | None = None, scheduler: str | None = None) -> BuildResult:
+          wait: bool | float = True, workers: int | None = None, scheduler: str | None = None,
+          tls: dict | None = None) -> BuildResult:
     """Execute the chapters (cached), generate the pages, render the book with Jupyter Book.
 
     device : None = the profile's ``device`` per chapter, else the notebook's default ("auto");
@@ -149,7 +150,7 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
     t_start = time.perf_counter()
     root = find_root(root) if root is None else Path(root).resolve()
     _check_device(device)
-    scale = scale_out_env(workers, scheduler)
+    scale = scale_out_env(workers, scheduler, tls)
     _check_jobs(jobs)
     profiles = load_profiles(root)
     overrides = profile_overrides(root, profile, profiles)
@@ -173,8 +174,7 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
     result = BuildResult(html=dest)
 
     def key_of(ch, params):
-        dev = params.get("device", parse_parameters(ch.path).get("device", Param("", "auto", "str", "")).default)
-        return _cache_key(ch, params, profile, env, resolved_device(dev))
+        return chapter_key(ch, params, profile, env)
 
     def paths(ch):
         return site / (ch.entry + ".ipynb"), site / (ch.entry + ".claims.json")

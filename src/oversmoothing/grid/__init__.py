@@ -1,8 +1,9 @@
 """The run machinery: one function for every training grid.
 
 :func:`run_grid` runs ``fn(config, **inputs)`` for each config, caches each result content-addressed
-(:mod:`~oversmoothing.grid.tasks` for the keys, :mod:`~oversmoothing.grid.cache` for the entries) and runs
-locally or on a Dask cluster (:mod:`~oversmoothing.grid.executors`).  Results are written as they complete,
+(:mod:`~oversmoothing.grid.tasks` for the keys, :mod:`~oversmoothing.grid.cache` for the data-only entries,
+:mod:`~oversmoothing.grid.codec` for the results as data) and runs locally or on a Dask cluster
+(:mod:`~oversmoothing.grid.executors`, TLS through :mod:`~oversmoothing.grid.security`).  Results are written as they complete,
 so an interrupted grid resumes where it stopped and two chapters that need the same run compute it once.
 Like the runner (``oversmoothing.book``) it imports none of the science: ``fn`` brings it.
 """
@@ -11,13 +12,13 @@ from __future__ import annotations
 import os
 
 from ..codehash import library_hash
-from . import cache as entries, executors
-from .cache import cache_dir
+from . import cache as entries, executors, security
+from .cache import CacheWarning, cache_dir
 from .executors import local_cluster, shutdown
 from .tasks import (GridError, GridResults, canonical_json, config_key, digest, per_process, plain, stack)
 
-__all__ = ["run_grid", "GridError", "GridResults", "library_hash", "config_key", "cache_dir", "stack", "per_process",
-           "local_cluster", "digest", "plain", "canonical_json", "shutdown"]
+__all__ = ["run_grid", "GridError", "GridResults", "CacheWarning", "library_hash", "config_key", "cache_dir", "stack",
+           "per_process", "local_cluster", "digest", "plain", "canonical_json", "shutdown"]
 
 
 def _progress(progress) -> bool:
@@ -28,7 +29,7 @@ def _progress(progress) -> bool:
 
 def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = None, workers: int | None = None,
              scheduler: str | None = None, cache=None, device=None, desc: str | None = None,
-             progress: bool | None = None, retries: int = 1) -> GridResults:
+             progress: bool | None = None, retries: int = 1, tls: dict | None = None) -> GridResults:
     """``[fn(c, **inputs) for c in configs]``, cached per run and optionally on a Dask cluster.
 
     fn        : a picklable function of one config dict, returning the run's result (DataFrames,
@@ -41,8 +42,11 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
     executor  : "local" or "dask"; default "dask" when ``workers`` > 1 or ``scheduler`` is given (or
                 their env vars OVERSMOOTHING_WORKERS / OVERSMOOTHING_SCHEDULER), else "local".
     workers   : size of the LocalCluster started for ``executor="dask"`` (default: the cores).
-    scheduler : address of a running Dask scheduler to join instead (e.g. "tcp://10.0.0.5:8786").
-    cache     : a folder, False (no cache), or None (:func:`cache_dir`).
+    scheduler : address of a running Dask scheduler to join instead (e.g. "tls://10.0.0.5:8786").
+    tls       : {"ca": file, "cert": file, "key": file} securing the connection to ``scheduler``
+                (default: $OVERSMOOTHING_TLS_CA/CERT/KEY; none: Dask's ``distributed.comm.tls`` config).
+    cache     : a folder, False (no cache), or None (:func:`cache_dir`).  A result that is not data
+                (:mod:`~oversmoothing.grid.codec`) or a failed write is returned, not cached (a :class:`CacheWarning`).
     device    : "auto" | "cpu" | "cuda[:i]" (None = "auto"), resolved once (on a cluster: "cuda" when
                 every worker has a GPU resource); its type (cpu/cuda) is in the cache key and it is passed
                 to ``fn`` as ``config["device"]`` unless the config sets "device" itself.
@@ -65,12 +69,15 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'dask'")
     if executor == "local" and workers and workers > 1:
         raise ValueError(f"executor='local' runs in this process; workers={workers} needs executor='dask'")
+    if tls is not None:
+        tls = security.check_tls(tls, scheduler)
     folder = cache_dir(cache)
     lib = library_hash()
     client = None
     if executor == "dask":
         hint = str(device) if device not in (None, "auto") else executors.resolve("auto")
-        client = executors.client(workers or executors.cores(), scheduler, "cuda" if hint.startswith("cuda") else "cpu")
+        client = executors.client(workers or executors.cores(), scheduler, "cuda" if hint.startswith("cuda") else "cpu",
+                                  tls)
         dev = executors.resolve(device, client)
     else:
         dev = executors.resolve(device)
@@ -94,7 +101,7 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
                disable=not _progress(progress) or not todo, leave=False, mininterval=1.0)
     try:
         if executor == "local":
-            executors.run_local(fn, configs, todo, folder, out, bar, inputs)
+            executors.run_local(fn, configs, todo, folder, out, bar, inputs, dev)
         else:
             executors.run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs)
     finally:

@@ -2,7 +2,8 @@
 
 ``dask``: ``workers=N > 1`` (or ``$OVERSMOOTHING_WORKERS``) starts a ``LocalCluster`` of N single-threaded
 worker processes; ``scheduler=ADDRESS`` (or ``$OVERSMOOTHING_SCHEDULER``) joins a running cluster
-(dask-jobqueue, dask-kubernetes, SSHCluster, ``dask scheduler`` + ``dask worker ADDRESS``).  The client
+(dask-jobqueue, dask-kubernetes, SSHCluster, ``dask scheduler`` + ``dask worker ADDRESS``); a ``tls://`` address is
+joined with the TLS files of :mod:`~oversmoothing.grid.security` (or Dask's own TLS config).  The client
 writes each result to its own cache as the task completes; a run on a worker that dies is re-run elsewhere
 (Dask reschedules it).  Every task sets torch's threads to the fair share of its host's cores (cores // task
 slots on that host; ``$OVERSMOOTHING_THREADS`` overrides it: on a machine shared with other busy processes 1
@@ -23,8 +24,7 @@ import time
 import uuid
 
 from ..codehash import PACKAGE, library_hash
-from ..devices import resolve_device
-from . import cache
+from . import cache, security
 from .tasks import GridError, failed
 
 __all__ = ["cores", "env_int", "resolve", "client", "local_cluster", "shutdown", "run_local", "run_dask"]
@@ -87,6 +87,7 @@ def resolve(device, client=None) -> str:
     """The device runs use: 'auto' -> 'cuda' when (the workers have / this machine has) a GPU, else 'cpu'."""
     device = "auto" if device is None else str(device)
     if client is None:
+        from ..devices import resolve_device
         return str(resolve_device(device))
     if device == "auto":
         workers = _workers(client).values()
@@ -141,27 +142,44 @@ def local_cluster(workers: int, *, gpu: bool = False):
             os.environ.pop("OVERSMOOTHING_SCHEDULER", None)
         else:
             os.environ["OVERSMOOTHING_SCHEDULER"] = old
-        for k in [k for k in _CLUSTERS if k == ("scheduler", cluster.scheduler_address)]:
+        for k in [k for k in _CLUSTERS if k[:2] == ("scheduler", cluster.scheduler_address)]:
             _CLUSTERS.pop(k)[0].close()
         cluster.close()
 
 
-def client(workers, scheduler, device_hint):
-    """A (memoised) Client: joined to ``scheduler`` or on a LocalCluster of ``workers`` processes."""
+def client(workers, scheduler, device_hint, tls: dict | None = None):
+    """A (memoised) Client: joined to ``scheduler`` or on a LocalCluster of ``workers`` processes.
+    ``tls`` (ca/cert/key files, default ``$OVERSMOOTHING_TLS_*``) secures the connection
+    (:func:`oversmoothing.grid.security.security`); without it Dask's configuration applies.  A plain
+    ``tcp://`` address of another host is warned about once (unless the runner already did)."""
     from distributed import Client
 
-    key = ("scheduler", scheduler) if scheduler else ("local", workers, device_hint)
+    tls = security.tls_files(tls)
+    key = ("scheduler", scheduler, tuple(sorted(tls.items()))) if scheduler else ("local", workers, device_hint)
     if key in _CLUSTERS:
         c = _CLUSTERS[key][0]
         if c.status == "running":
             return c
     if scheduler:
-        c, cluster = Client(scheduler), None
+        msg = security.plain_tcp_warning(scheduler)
+        if msg and not os.environ.get("OVERSMOOTHING_SCHEDULER_WARNED"):
+            import warnings
+            warnings.warn_explicit(msg.removeprefix("warning: "), UserWarning, "oversmoothing.grid", 0)
+        sec = security.security(tls)
+        if sec is None and scheduler.startswith("tls://") and not _dask_tls_configured():
+            raise ValueError(f"scheduler {scheduler} speaks TLS but no certificates are given: pass --tls-ca/--tls-cert"
+                             "/--tls-key (or $OVERSMOOTHING_TLS_CA/CERT/KEY, or Dask's distributed.comm.tls config)")
+        c, cluster = (Client(scheduler, security=sec) if sec is not None else Client(scheduler)), None
     else:
         cluster = _new_local_cluster(workers, device_hint == "cuda")
         c = Client(cluster)
     _CLUSTERS[key] = (c, cluster)
     return c
+
+
+def _dask_tls_configured() -> bool:
+    import dask
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
 
 
 def shutdown():
@@ -179,7 +197,7 @@ def shutdown():
 atexit.register(shutdown)
 
 
-def run_local(fn, configs, todo, folder, out, bar, inputs):
+def run_local(fn, configs, todo, folder, out, bar, inputs, dev=""):
     """The runs of ``todo`` (key -> indices of ``configs`` needing it) one after another in this process."""
     for k, idx in todo.items():
         t0 = time.perf_counter()
@@ -187,7 +205,8 @@ def run_local(fn, configs, todo, folder, out, bar, inputs):
             res = fn(configs[idx[0]], **inputs)
         except Exception as exc:
             raise failed(idx[0], configs[idx[0]], exc) from exc
-        cache.store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0)
+        cache.store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0,
+                    str(configs[idx[0]].get("device", dev)))
         for i in idx:
             out[i] = res
         out.computed += 1
@@ -221,7 +240,8 @@ def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs):
                 res, seconds = f.result()
             except Exception as exc:
                 raise failed(idx[0], configs[idx[0]], exc) from exc
-            cache.store(folder, k, fn, configs[idx[0]], res, seconds)  # lands in the cache as it completes
+            cache.store(folder, k, fn, configs[idx[0]], res, seconds,  # lands in the cache as it completes
+                        str(configs[idx[0]].get("device", dev)))
             for i in idx:
                 out[i] = res
             out.computed += 1

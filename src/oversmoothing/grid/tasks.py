@@ -18,7 +18,7 @@ from ..codehash import library_hash, source_digest
 __all__ = ["GridError", "GridResults", "FORMAT", "canonical_json", "plain", "digest", "config_key", "per_process",
            "stack", "failed"]
 
-FORMAT = 2  # bump when the cache entry format changes
+FORMAT = 3  # bump when the cache entry format changes (3: data-only .run entries)
 
 
 class GridError(RuntimeError):
