@@ -96,7 +96,7 @@ def test_c4_is_judged_on_every_init_under_which_the_control_trains():
     assert v.verdict == REPRODUCED and v.key == "holds 2/3 inits"
     assert v.measured.startswith("judged on the inits under which the deep MLP (P = I) trains: orthogonal, He init; not "
                                  "under Glorot init (deep MLP not trapped in 0/1 runs: both networks lose the signal, no "
-                                 "contrast to see); 3/3 seeds (init, graph, seed) give reproduced. orthogonal: CSBM, 1 graph "
+                                 "contrast to see); every (init, graph, seed) judged on its own: 3/3 seeds, hence reproduced. orthogonal: CSBM, 1 graph "
                                  "x 2 seeds: GNN L=40 trapped 2/2")
     assert "; He init (1 graph x 1 seeds): GNN L=40 trapped 1/1" in v.measured
     assert v.measured.endswith("; readings with another verdict: Glorot init (not reproduced)")
@@ -115,7 +115,7 @@ def test_c4_an_init_in_the_headline_that_fails_on_a_seed_makes_it_partly():
     inits = {"He init": (c4_runs(GOOD, ("trapped", 0, "trapped", "trained")), "He")}
     v = judge_c4(c4_runs(GOOD), shallow=5, deep=40, init="orthogonal", inits=inits)
     assert v.verdict == PARTLY and v.key == "L=5 trained 1/2"
-    assert "reproduced on 2/3 seeds, not reproduced on 1/3 (init, graph, seed) give partly reproduced" in v.measured
+    assert "judged on its own: reproduced on 2/3 seeds, not reproduced on 1/3, hence partly reproduced" in v.measured
 
 
 def test_c4_the_control_must_train_in_more_than_half_of_its_runs():
@@ -294,3 +294,33 @@ def test_c7_readings_and_the_delay_table():
     assert t.counts.tolist() == [False, False, True] and t.mlp.tolist() == ["trapped 1", "trapped 1", "trained 1"]
     assert c7_key(t) == "trap ep 2/9/20"
     assert np.isnan(delay_table(c7_runs(NO_DELAY)).gnn_trap_epoch.iloc[-1])
+
+
+def test_c4_init_readings_round_trip_into_the_claims_json(tmp_path, monkeypatch):
+    """The init readings and the gradient-descent reading, as chapter 04 records them, land in the claims JSON with
+    their names, settings, verdicts, keys and numbers, and the headline says which inits it holds under."""
+    import json
+
+    inits = {"Glorot init": (c4_runs(TRAPPED_MLP, TRAPPED_MLP), "Glorot uniform with gain 1"),
+             "He init": (c4_runs(GOOD, GOOD), "He normal with gain 2")}
+    readings = {"gradient descent": (c4_runs(("trapped", 0, "trapped", "trained")), "plain full-batch GD, lr = 0.1")}
+    v = judge_c4(c4_runs(GOOD, GOOD), shallow=5, deep=40, setting="CSBM", init="orthogonal s = 1.7", inits=inits,
+                 readings=readings)
+    monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(tmp_path / "04.claims.json"))
+    table = ClaimsTable("04_stationary_traps")
+    table.record(v)
+    saved = json.loads(table.save().read_text())
+    (c4,) = saved["claims"]
+    assert c4["verdict"] == REPRODUCED and c4["key"] == "holds 2/3 inits"
+    assert c4["measured"].startswith("judged on the inits under which the deep MLP (P = I) trains: orthogonal s = 1.7, He "
+                                     "init; not under Glorot init (deep MLP not trapped in 0/2 runs")
+    assert c4["measured"].endswith("readings with another verdict: Glorot init (not reproduced), gradient descent "
+                                   "(not reproduced)")
+    got = [(r["name"], r["verdict"], r["key"]) for r in c4["readings"]]
+    assert got == [("Glorot init", NOT_REPRODUCED, "MLP trapped 2/2"), ("He init", REPRODUCED, "trapped 2/2"),
+                   ("gradient descent", NOT_REPRODUCED, "L=5 trained 0/1")]
+    assert c4["readings"][0]["setting"] == "Glorot uniform with gain 1 (not in the headline: the P = I control is trapped too)"
+    assert "1 graph x 2 seeds: GNN L=40 trapped 2/2" in c4["readings"][1]["measured"]
+    assert saved["metrics"]["c4_inits_judged"] == 2
+    assert saved["metrics"]["c4_mlp_escaped_fraction_orthogonal_s_1_7"] == 1.0
+    assert saved["metrics"]["c4_mlp_escaped_fraction_glorot_init"] == 0.0

@@ -15,6 +15,7 @@ constant prediction (:func:`~oversmoothing.experiments.traps.chance_loss`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -180,7 +181,7 @@ def judge_c4(runs: pd.DataFrame, criterion: C4Criterion = C4Criterion(), *, shal
         opening = ((f"judged on the inits under which the deep MLP (P = I) trains: {', '.join(judged)}" if any(
             g[0] for g in gate.values()) else f"no init lets the deep MLP (P = I) train: judged on every init, {', '.join(judged)}")
                    + (f"; not under {', '.join(not_under)}" if left else "")
-                   + f"; {agreement.detail} (init, graph, seed) give {agreement.verdict}. ")
+                   + f"; every (init, graph, seed) judged on its own: {agreement.detail}, hence {agreement.verdict}. ")
         measured = opening + f"{init or 'headline init'}: {measured}" + "".join(
             f"; {n} ({_size(candidates[n][0])}): {parts[n].counts}{_by_seed(parts[n].agreement)}" for n in judged
             if n != (init or "headline init"))
@@ -197,7 +198,7 @@ def judge_c4(runs: pd.DataFrame, criterion: C4Criterion = C4Criterion(), *, shal
                               f"{_size(t)}: {r.counts}{_by_seed(r.agreement)}; {_runs_text(t)}", r.key))
         metrics["c4_inits_judged"] = float(len(judged))
         for name, (t, _) in candidates.items():
-            slug = "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+            slug = re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
             metrics[f"c4_mlp_escaped_fraction_{slug}"] = gate[name][1] / gate[name][2] if gate[name][2] else float("nan")
     for name, (t, reading_setting) in (readings or {}).items():
         r = _contrast(t, criterion, shallow, deep)
