@@ -37,7 +37,7 @@ GOOD = ("trapped", 0, "trained", "trained")
 def test_c4_reproduced_when_every_seed_shows_the_contrast_early():
     v = judge_c4(c4_runs(GOOD, ("trapped", 3, "trained", "not trapped")), shallow=5, deep=40, setting="CSBM")
     assert v.verdict == REPRODUCED and v.key == "trapped 2/2"
-    assert v.measured.startswith("CSBM, 1 graphs x 2 seeds: GNN L=40 trapped 2/2 (by epoch 20: 2/2); GNN L=5 trained 2/2; "
+    assert v.measured.startswith("CSBM, 1 graph x 2 seeds: GNN L=40 trapped 2/2 (by epoch 20: 2/2); GNN L=5 trained 2/2; "
                                  "MLP L=40 not trapped 2/2; deep-GNN final loss 0.693-0.693 (chance 0.693)")
     assert "by seed" not in v.measured  # the seeds agree
     assert v.metrics == {"c4_GNNL40_trapped_fraction": 1.0, "c4_GNNL5_trained_fraction": 1.0,
@@ -45,7 +45,8 @@ def test_c4_reproduced_when_every_seed_shows_the_contrast_early():
     assert v.criterion == C4Criterion().text == (
         "every deep-GNN run trapped (all layers' grad < 0.01 and loss >= 0.95 chance from then to the end), every shallow-GNN "
         "run train acc >= 0.9, every deep-MLP run not trapped; traps by epoch 20: reproduced; all hold but later, or on some "
-        "(graph, seed) only: partly")
+        "(graph, seed) only: partly; judged on every init whose deep MLP is not trapped in > 50% of its runs (the other "
+        "inits: readings)")
 
 
 def test_c4_partly_reproduced_by_a_late_trap_or_on_some_seeds_only():
@@ -84,6 +85,49 @@ def test_c4_readings_are_judged_the_same_way():
                                            "acc 0.50), MLP L=40: trained (loss 0.000, acc 1.00)")
     nan = c4_runs(GOOD).assign(train_acc=NAN)
     assert judge_c4(c4_runs(GOOD), shallow=5, deep=40, readings={"x": (nan, "")}).readings[0].verdict == NON_FINITE
+
+
+TRAPPED_MLP = ("trapped", 0, "trained", "trapped")  # both deep networks trapped: the P = I control does not train
+
+
+def test_c4_is_judged_on_every_init_under_which_the_control_trains():
+    inits = {"He init": (c4_runs(GOOD), "He normal, gain 2"), "Glorot init": (c4_runs(TRAPPED_MLP), "Glorot, gain 1")}
+    v = judge_c4(c4_runs(GOOD, GOOD), shallow=5, deep=40, setting="CSBM", init="orthogonal", inits=inits)
+    assert v.verdict == REPRODUCED and v.key == "holds 2/3 inits"
+    assert v.measured.startswith("judged on the inits under which the deep MLP (P = I) trains: orthogonal, He init; not "
+                                 "under Glorot init (deep MLP not trapped in 0/1 runs: both networks lose the signal, no "
+                                 "contrast to see); every (init, graph, seed) judged on its own: 3/3 seeds, hence reproduced. orthogonal: CSBM, 1 graph "
+                                 "x 2 seeds: GNN L=40 trapped 2/2")
+    assert "; He init (1 graph x 1 seeds): GNN L=40 trapped 1/1" in v.measured
+    assert v.measured.endswith("; readings with another verdict: Glorot init (not reproduced)")
+    assert [(r.name, r.verdict, r.key) for r in v.readings] == [("He init", REPRODUCED, "trapped 1/1"),
+                                                                ("Glorot init", NOT_REPRODUCED, "MLP trapped 1/1")]
+    assert v.readings[0].setting == "He normal, gain 2 (in the headline: the P = I control trains)"
+    assert v.readings[1].setting == "Glorot, gain 1 (not in the headline: the P = I control is trapped too)"
+    assert v.metrics["c4_inits_judged"] == 2 and v.metrics["c4_mlp_escaped_fraction_glorot_init"] == 0.0
+    assert v.metrics["c4_mlp_escaped_fraction_orthogonal"] == 1.0
+    # the numbers the verdict rests on: the judged inits' runs only (a NaN under the left-out init does not count)
+    nan = c4_runs(TRAPPED_MLP).assign(final_loss=NAN)
+    assert judge_c4(c4_runs(GOOD), shallow=5, deep=40, inits={"Glorot init": (nan, "")}).verdict == REPRODUCED
+
+
+def test_c4_an_init_in_the_headline_that_fails_on_a_seed_makes_it_partly():
+    inits = {"He init": (c4_runs(GOOD, ("trapped", 0, "trapped", "trained")), "He")}
+    v = judge_c4(c4_runs(GOOD), shallow=5, deep=40, init="orthogonal", inits=inits)
+    assert v.verdict == PARTLY and v.key == "L=5 trained 1/2"
+    assert "judged on its own: reproduced on 2/3 seeds, not reproduced on 1/3, hence partly reproduced" in v.measured
+
+
+def test_c4_the_control_must_train_in_more_than_half_of_its_runs():
+    half = c4_runs(GOOD, TRAPPED_MLP)  # the deep MLP escapes in 1/2 runs: not > 50 %
+    v = judge_c4(c4_runs(GOOD), shallow=5, deep=40, init="orthogonal", inits={"He init": (half, "He")})
+    assert v.verdict == REPRODUCED and v.key == "holds 1/2 inits" and "not under He init (deep MLP not trapped in 1/2" in v.measured
+    assert judge_c4(c4_runs(GOOD), C4Criterion(control_trains=0.4), shallow=5, deep=40, init="orthogonal",
+                    inits={"He init": (half, "He")}).verdict == PARTLY
+    # no init lets the control train: every init is judged, and the MLP part of the claim fails
+    none = judge_c4(c4_runs(TRAPPED_MLP), shallow=5, deep=40, init="Glorot", inits={"Glorot, other seed": (c4_runs(TRAPPED_MLP), "")})
+    assert none.verdict == NOT_REPRODUCED and none.key == "MLP trapped 1/1"
+    assert none.measured.startswith("no init lets the deep MLP (P = I) train: judged on every init, Glorot, Glorot, other seed;")
 
 
 def test_a_table_that_does_not_judge_records_every_verdict_as_not_judged():
@@ -250,3 +294,33 @@ def test_c7_readings_and_the_delay_table():
     assert t.counts.tolist() == [False, False, True] and t.mlp.tolist() == ["trapped 1", "trapped 1", "trained 1"]
     assert c7_key(t) == "trap ep 2/9/20"
     assert np.isnan(delay_table(c7_runs(NO_DELAY)).gnn_trap_epoch.iloc[-1])
+
+
+def test_c4_init_readings_round_trip_into_the_claims_json(tmp_path, monkeypatch):
+    """The init readings and the gradient-descent reading, as chapter 04 records them, land in the claims JSON with
+    their names, settings, verdicts, keys and numbers, and the headline says which inits it holds under."""
+    import json
+
+    inits = {"Glorot init": (c4_runs(TRAPPED_MLP, TRAPPED_MLP), "Glorot uniform with gain 1"),
+             "He init": (c4_runs(GOOD, GOOD), "He normal with gain 2")}
+    readings = {"gradient descent": (c4_runs(("trapped", 0, "trapped", "trained")), "plain full-batch GD, lr = 0.1")}
+    v = judge_c4(c4_runs(GOOD, GOOD), shallow=5, deep=40, setting="CSBM", init="orthogonal s = 1.7", inits=inits,
+                 readings=readings)
+    monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(tmp_path / "04.claims.json"))
+    table = ClaimsTable("04_stationary_traps")
+    table.record(v)
+    saved = json.loads(table.save().read_text())
+    (c4,) = saved["claims"]
+    assert c4["verdict"] == REPRODUCED and c4["key"] == "holds 2/3 inits"
+    assert c4["measured"].startswith("judged on the inits under which the deep MLP (P = I) trains: orthogonal s = 1.7, He "
+                                     "init; not under Glorot init (deep MLP not trapped in 0/2 runs")
+    assert c4["measured"].endswith("readings with another verdict: Glorot init (not reproduced), gradient descent "
+                                   "(not reproduced)")
+    got = [(r["name"], r["verdict"], r["key"]) for r in c4["readings"]]
+    assert got == [("Glorot init", NOT_REPRODUCED, "MLP trapped 2/2"), ("He init", REPRODUCED, "trapped 2/2"),
+                   ("gradient descent", NOT_REPRODUCED, "L=5 trained 0/1")]
+    assert c4["readings"][0]["setting"] == "Glorot uniform with gain 1 (not in the headline: the P = I control is trapped too)"
+    assert "1 graph x 2 seeds: GNN L=40 trapped 2/2" in c4["readings"][1]["measured"]
+    assert saved["metrics"]["c4_inits_judged"] == 2
+    assert saved["metrics"]["c4_mlp_escaped_fraction_orthogonal_s_1_7"] == 1.0
+    assert saved["metrics"]["c4_mlp_escaped_fraction_glorot_init"] == 0.0

@@ -141,3 +141,72 @@ def test_a_divergence_between_recorded_epochs_is_recorded_traced(graph):
     h = T.fit(m, graph, epochs=6, lr=1e9, measures=("mu",), signals=("X",), record_every=4, device="cpu", progress=False)
     assert h.diverged_at is not None and h.diverged_at % 4 != 0
     assert set(h.layers.epoch) == {0, h.diverged_at} and "mu_X" in h.layers
+
+
+# ---- the standard inits with the activation's gain (chapter 04's init readings) -------------------------------
+
+def _second_moment_ratio(activation, gain, q, d=1024, n=512, centre=False, seed=0):
+    """E[(rho(X) W)^2] / E[X^2] through one wide random layer, X ~ N(0, q), W ~ N(0, gain^2 / d) (He, fan-in);
+    ``centre``: the fluctuation of rho(X) around its mean (softplus' log 2 offset removed)."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64) * math.sqrt(q)
+    W = torch.randn(d, d, generator=gen, dtype=torch.float64) * (gain / math.sqrt(d))
+    R = M.ACTIVATIONS[activation](X)
+    if centre:
+        R = R - R.mean()
+    return float((R @ W).pow(2).mean() / X.pow(2).mean())
+
+
+@pytest.mark.parametrize("activation, q, centre, tol", [
+    ("relu", 1.0, False, 0.03), ("relu", 9.0, False, 0.03),          # positively homogeneous: exact at every scale
+    ("centred_softplus", 1e-2, False, 0.03),                          # slope 1/2 at 0: gain 2 for a small signal
+    ("softplus", 1e-2, True, 0.03),                                    # the same, around its log 2 offset
+    ("elu", 1e-3, False, 0.03),                                        # slope 1 at 0: gain 1
+    ("tanh", 1.0, False, 0.10),                                        # PyTorch's 5/3: within 10 % at unit variance
+])
+def test_activation_gain_preserves_the_second_moment_through_a_wide_random_layer(activation, q, centre, tol):
+    g = M.activation_gain(activation)
+    assert _second_moment_ratio(activation, g, q, centre=centre) == pytest.approx(1.0, abs=tol)
+    # without the gain the second moment is not kept (the test can fail): gain 1 loses rho'(0)^2 per layer
+    if g != 1.0:
+        assert abs(_second_moment_ratio(activation, 1.0, q, centre=centre) - 1.0) > 0.3
+
+
+def test_gains_match_torch_calculate_gain_where_torch_has_one():
+    assert M.activation_gain("relu") == pytest.approx(torch.nn.init.calculate_gain("relu"))
+    assert M.activation_gain("tanh") == pytest.approx(torch.nn.init.calculate_gain("tanh"))
+    assert M.activation_gain("centred_softplus") == 2.0
+    with pytest.raises(ValueError, match="no gain for activation 'swish'"):
+        M.activation_gain("swish")
+
+
+@pytest.mark.parametrize("init", ["he", "glorot_gain"])
+@pytest.mark.parametrize("activation", ["centred_softplus", "relu"])
+def test_registry_inits_use_the_activations_gain_and_leave_the_output_layer_at_gain_1(init, activation):
+    m = M.build("paper1.gnn", 64, 256, 8, 4, activation=activation, init=init, seed=0)
+    g = M.activation_gain(activation)
+    for k, W in enumerate(M.weights(m)):
+        d_in, d_out = W.shape
+        gain = 1.0 if k == 3 else g
+        expected = gain ** 2 / d_in if init == "he" else gain ** 2 * 2 / (d_in + d_out)
+        assert float(W.detach().double().var()) == pytest.approx(expected, rel=0.1)
+        if init == "glorot_gain":  # uniform on [-a, a]
+            assert float(W.detach().abs().max()) <= gain * math.sqrt(6 / (d_in + d_out)) + 1e-7
+    again = M.build("paper1.gnn", 64, 256, 8, 4, activation=activation, init=init, seed=0)
+    other = M.build("paper1.gnn", 64, 256, 8, 4, activation=activation, init=init, seed=1)
+    assert torch.equal(M.weights(m)[1], M.weights(again)[1]) and not torch.equal(M.weights(m)[1], M.weights(other)[1])
+    with pytest.raises(ValueError, match="init must be one of"):
+        M.build("paper1.gnn", 4, 8, 2, 3, init="lecun")
+
+
+def test_fit_with_sgd_is_plain_full_batch_gradient_descent(graph):
+    """optimizer="sgd": W <- W - lr dL/dW on the full training set (no momentum, no weight decay)."""
+    from oversmoothing.signals import trace
+    m = M.build("paper1.gnn", graph.num_features, 8, 2, 3, init="he", seed=0)
+    before = [W.detach().clone() for W in M.weights(m)]
+    _, sig = trace(m, graph.x, m.operator(graph), graph.y, graph.train_mask)
+    grads = [d.detach().clone() for d in sig.dW]
+    m.zero_grad(set_to_none=True)
+    T.fit(m, graph, epochs=1, lr=0.3, optimizer="sgd", measures=(), device="cpu", progress=False)
+    for W0, dW, W1 in zip(before, grads, M.weights(m)):
+        assert torch.allclose(W1.detach(), W0 - 0.3 * dW, atol=1e-6)

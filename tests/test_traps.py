@@ -140,3 +140,70 @@ def test_offset_is_kept_whole_by_propagation(graph):
     lam = graph.meta["lambda"]
     assert d["class"].iloc[4] < 1.5 * lam ** 4 * d["class"].iloc[0]
     assert component_decay(graph, 2)["constant"].max() < 1e-4 * math.sqrt(n)  # the standard CSBM is centred
+
+
+# ---- the init and gradient-descent readings of chapter 04 (issue 22) -------------------------------------------
+
+def test_initial_spectral_norm_is_s_for_the_orthogonal_init_and_the_largest_norm_otherwise():
+    from oversmoothing.experiments.traps import initial_spectral_norm
+    from oversmoothing.measures import spectral_norm
+    assert initial_spectral_norm(6, 16, 2, 5, init="orthogonal", s=1.3, seed=0) == pytest.approx(1.3, rel=1e-5)
+    he = initial_spectral_norm(6, 16, 2, 5, init="he", seed=1)
+    m = build("paper1.mlp", 6, 16, 2, 5, init="he", seed=1)
+    assert he == pytest.approx(max(spectral_norm(W) for W in weights(m)))
+    # He with gain 2 on a 16 x 16 Gaussian: ||W||_2 ~ 2 (1 + 1) = 4 (Marchenko-Pastur edge), far above Glorot's gain 1
+    assert 2.5 < he < 5.5 and initial_spectral_norm(6, 16, 2, 5, init="glorot", seed=1) < he / 1.5
+
+
+def test_largest_stable_lr_and_status_cell():
+    from oversmoothing.experiments.traps import largest_stable_lr, status_cell
+    t = pd.DataFrame(dict(model="MLP L=40", lr=[0.03, 0.1, 0.3, 1.0], status=["trapped", "trained", "did not train", "did not train"],
+                          final_loss=[0.68, 0.0115, float("nan"), float("nan")]))
+    assert largest_stable_lr(t) == 0.1
+    assert math.isnan(largest_stable_lr(t[t.lr > 0.2]))
+    assert largest_stable_lr(t.assign(status="trained")) == 1.0
+    assert status_cell(t[t.lr <= 0.1], "MLP L=40") == "trapped 1/2, trained 1/2 (loss 0.0115-0.68)"
+    assert status_cell(t[t.lr > 0.2], "MLP L=40") == "did not train 2/2 (loss diverged)"
+    assert status_cell(t, "GNN L=5") == "-"
+
+
+def test_init_setting_names_the_gain_and_the_scale():
+    from oversmoothing.experiments.traps import INIT_NAMES, init_setting
+    from oversmoothing.models import INITS
+    assert set(INIT_NAMES) == set(INITS)
+    assert init_setting("he", "centred_softplus") == ("He/Kaiming normal N(0, g^2 / d_in) with centred_softplus's gain g = 2, "
+                                                       "output layer g = 1")
+    assert "gain g = 1.41" in init_setting("glorot_gain", "relu")
+    assert init_setting("orthogonal", "tanh", 1.7) == "every singular value of W(k) equal to s = 1.7"
+    assert init_setting("gaussian", "tanh").startswith("Gaussian W(k) rescaled to ||W(k)||_2 = s (")
+
+
+def test_sgd_runs_go_through_train_grid_tagged_by_their_learning_rate(graph):
+    """train_grid passes optimizer="sgd" to fit and tags each run with its own lr (the lr grid of chapter 04)."""
+    EP, LA = train_grid(graph, [dict(kind="MLP", depth=3, seed=0, lr=v) for v in (0.1, 1e4)], hidden=8, s=1.7, epochs=4,
+                        optimizer="sgd", device="cpu")
+    t = run_table(EP, LA, ["model", "seed", "lr"], chance_loss(graph), 0.01)
+    assert sorted(t.lr) == [0.1, 1e4]
+    assert t.set_index("lr").status[1e4] == "did not train"  # GD at a huge step diverges
+    from oversmoothing.experiments.traps import largest_stable_lr
+    assert largest_stable_lr(t) == 0.1
+
+
+def test_figure1_draws_every_layer_with_the_output_layer_outlined(graph):
+    import matplotlib
+    matplotlib.use("Agg")
+    from oversmoothing.figures import figure1
+    runs = [dict(kind=k, depth=L, seed=0) for k in ("GNN", "MLP") for L in (2, 5)]
+    EP, LA = train_grid(graph, runs, hidden=8, s=1.7, epochs=3, device="cpu")
+    fig = figure1(LA, EP, ["GNN L=5", "MLP L=5"], ["GNN L=2", "GNN L=5", "MLP L=2", "MLP L=5"], chance=0.69, near_zero=0.01)
+    grads = [ax for ax in fig.axes if ax.get_title() in ("GNN L=5", "MLP L=5")]
+    assert len(grads) == 2
+    for ax in grads:
+        assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch"
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+        assert len(lines) == 5 + 1  # one per layer, plus the black outline of the output layer
+        black = [ln for ln in lines if ln.get_color() == "black"]
+        assert len(black) == 1 and black[0].get_linewidth() > max(ln.get_linewidth() for ln in lines if ln not in black)
+    loss = next(ax for ax in fig.axes if ax.get_title() == "training loss")
+    assert loss.get_ylabel() == "training loss" and len(loss.get_lines()) == 4 + 1  # four networks and the chance line
+    assert any(ax.get_ylabel().startswith("layer $k$") for ax in fig.axes)  # the colour bar

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 __all__ = ["use_style", "PALETTE", "PAGE_WIDTH", "subplots", "layer_heatmap", "layer_curves", "loss_curves", "label_for",
-           "show_table", "format_number", "depth_panels", "training_profiles"]
+           "show_table", "format_number", "depth_panels", "training_profiles", "figure1"]
 
 #: the widest figure (inches) that fits the book's text column unscaled at the house style's figure.dpi (110):
 #: 5.9 in = 649 px, 671 px with the 0.1 in margins of the inline PNG: the column is 688 px wide in a 1280 px
@@ -198,6 +198,68 @@ def training_profiles(layers, backward: str = "E_B", forward: str = "rel_mu_X", 
     axd["f"].get_legend().remove()
     axd["b"].legend(title="epoch", loc="best", framealpha=0.9)
     layer_heatmap(layers, heat, ax=axd["g"], title=titles[2])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def figure1(layers, epochs, grad_models, loss_models, *, chance: float | None = None, near_zero: float | None = None,
+            cmap: str = "viridis", height: float = 6.4, title: str | None = None):
+    """Paper 1's Figure 1 as the paper draws it, from ONE training run per network (tidy ``layers`` and ``epochs``
+    tables of :func:`oversmoothing.experiments.traps.train_grid`, with a ``model`` column): top, one panel per model
+    of ``grad_models`` (e.g. the deep GNN and the deep MLP) with every layer's ||dL/dW(k)||_F against the epoch,
+    one line per layer coloured by its depth k (one colour bar for both panels; the output layer k = L drawn last,
+    outlined in black); below, the training loss of every model of ``loss_models`` (GNNs solid, MLPs dashed), with
+    the ``chance`` loss (dashed grey) and, on the gradient panels, ``near_zero`` (dotted).  Log y axes.  Returns
+    the figure."""
+    from matplotlib import cm, colors
+    from matplotlib import patheffects as pe
+    from matplotlib.lines import Line2D
+
+    top = [f"g{i}" for i in range(len(grad_models))]
+    fig, axd = plt.subplot_mosaic([top, ["loss"] * len(top)], figsize=(PAGE_WIDTH, height),
+                                  height_ratios=[1.15, 1.0])
+    depth = int(layers.loc[layers["model"].isin(grad_models), "layer"].max())
+    norm = colors.Normalize(1, depth)
+    cmap_ = plt.get_cmap(cmap)
+    values = layers.loc[layers["model"].isin(grad_models) & (layers["layer"] >= 1), "grad_norm"].to_numpy(dtype=float)
+    pos = _positive(values)
+    ylim = (pos.min() / 3, pos.max() * 3) if pos.size else None
+    for i, (name, model) in enumerate(zip(top, grad_models)):
+        ax = axd[name]
+        d = layers[(layers["model"] == model) & (layers["layer"] >= 1)].sort_values("epoch")
+        L = int(d["layer"].max())
+        for k, dk in d.groupby("layer"):
+            y = dk["grad_norm"].clip(lower=1e-30)
+            if k == L:  # the output layer last, outlined
+                ax.plot(dk["epoch"], y, color="black", lw=3.0, zorder=3)
+                ax.plot(dk["epoch"], y, color=cmap_(norm(k)), lw=1.4, zorder=4)
+            else:
+                ax.plot(dk["epoch"], y, color=cmap_(norm(k)), lw=0.8, alpha=0.9, zorder=2)
+        if near_zero is not None:
+            ax.axhline(near_zero, color="grey", ls=":", lw=1.2, zorder=5)
+        ax.set(yscale="log", xlabel="epoch", title=model, ylim=ylim)
+        if i == 0:
+            ax.set_ylabel(r"$\|\partial L/\partial W^{(k)}\|_F$")
+        else:
+            ax.tick_params(labelleft=False)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap_), ax=[axd[n] for n in top], label="layer $k$ (1: input side)",
+                 pad=0.02, fraction=0.05)
+    ax = axd["loss"]
+    palette = sns.color_palette(PALETTE, len(loss_models))
+    for colour, model in zip(palette, loss_models):
+        d = epochs[epochs["model"] == model].sort_values("epoch")
+        ax.plot(d["epoch"], d["loss"].clip(lower=1e-30), color=colour, lw=1.6,
+                ls="--" if str(model).upper().startswith("MLP") else "-", label=model)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.3f})")
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color=cmap_(norm(depth)), lw=1.4, label="top: output layer $k = L$",
+                          path_effects=[pe.Stroke(linewidth=3.0, foreground="black"), pe.Normal()]))
+    if near_zero is not None:
+        handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label=f"top: near zero ({near_zero:g})"))
+    ax.set(yscale="log", xlabel="epoch", ylabel="training loss", title="training loss")
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7.5)
     if title:
         fig.suptitle(title)
     return fig

@@ -114,7 +114,7 @@ RULES: dict[str, Rule] = {
     "depth": _int(1), "depths": _ints(1), "gat_depths": _ints(1), "c12_depths": _ints(1), "hidden": _int(1),
     "attention_depth": _int(1), "s": _pos(), "s_lambda": _floats(0, lo_open=True),
     "s_literal": _floats(0, lo_open=True), "activation_s": _pos(),
-    "init": Rule("str", choices=("orthogonal", "gaussian", "glorot")),
+    "init": Rule("str", choices=("orthogonal", "gaussian", "glorot", "glorot_gain", "he")),
     "activations": Rule("list", item="str", choices=ACTIVATIONS), "lipschitz_c": _pos(),
     "c_sweep": _floats(0, lo_open=True),
     "remedies": Rule("list", item="str", choices=("gcn", "residual", "lipschitz", "jknet", "dropedge", "pairnorm",
@@ -185,4 +185,12 @@ RULES.update({
     "small_c": _pos(), "gat_c": _floats(0, lo_open=True), "deep_seeds": _int(1), "gat_hidden": _int(1),
     "long_epochs": _int(1), "overflow_depth": _int(1), "train_overflow_depth": Rule("bool"), "widths": _ints(1),
     "n_boot": _int(0), "deep_c": _floats(0, lo_open=True),
+})
+
+# chapters 04-05: the init and optimiser readings (issue 22)
+RULES.update({
+    "inits": Rule("list", item="str", choices=("orthogonal", "gaussian", "glorot", "glorot_gain", "he")),
+    "reading_seeds": _ints(0),   # model seeds of the init and gradient-descent readings (on the first graph)
+    "gd_lrs": _floats(0, lo_open=True),  # plain gradient descent's learning-rate grid (the largest stable one is used)
+    "gd_epochs": _int(1), "gd_long_epochs": _int(1),  # gradient descent's budget, and the longer one for a check
 })

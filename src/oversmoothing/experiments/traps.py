@@ -16,7 +16,11 @@ and the measurements of one run.
   :func:`last_layer_summary` reduces the result to one row per network;
 * :func:`chance_loss` is the loss of the best constant predictor (log C for cross-entropy, sigma_y^2
   for the regression variant), the level Corollary 2's trapped points sit at;
-* :func:`proposition2` builds the explicit MLP counter-example (and its GNN analogue) by hand.
+* :func:`proposition2` builds the explicit MLP counter-example (and its GNN analogue) by hand;
+* :data:`INIT_NAMES` and :func:`init_setting` name the initialisations of the init readings,
+  :func:`initial_spectral_norm` gives the largest ||W(k)||_2 an init starts from (the s of Theorem 3's s*lambda), and
+  :func:`largest_stable_lr` picks plain gradient descent's learning rate from a grid of runs, and :func:`status_cell`
+  sums up one network's runs in a table cell.
 
 The verdicts on these measurements (C4-C7) are :mod:`oversmoothing.judges.traps`'.
 """
@@ -35,7 +39,8 @@ from ..training import fit
 
 __all__ = ["KINDS", "vanilla", "train_grid", "train_graphs", "TRAP_STATUSES", "trap_status", "tail_change", "run_table",
            "s_grid", "offset_graph", "component_decay", "solve_last_layer_", "solve_last_layers", "last_layer_summary",
-           "chance_loss", "proposition2"]
+           "chance_loss", "proposition2", "INIT_NAMES", "init_setting", "initial_spectral_norm", "largest_stable_lr",
+           "status_cell"]
 
 #: paper 1's two networks by the chapters' names: the vanilla GNN and its P = I twin (registry names)
 KINDS = {"GNN": "paper1.gnn", "MLP": "paper1.mlp"}
@@ -373,3 +378,58 @@ def proposition2(target_grad: float = 1.0) -> pd.DataFrame:
             rows.append(dict(model=kind, layer=k, weight=float(W.detach()), grad=float(W.grad),
                              loss=float(L.detach()), targets=[round(float(v), 6) for v in y]))
     return pd.DataFrame(rows)
+
+
+#: the readings' names of the initialisations (:data:`oversmoothing.models.INITS`), shared by C4-C7's readings
+INIT_NAMES = {"glorot": "Glorot init", "glorot_gain": "Glorot with gain", "he": "He init", "orthogonal": "orthogonal",
+              "gaussian": "Gaussian init"}
+
+
+def init_setting(init: str, activation: str, s: float | None = None) -> str:
+    """What the initialisation ``init`` draws, in words (with the gain of ``activation`` or the scale ``s``; ``s=None``:
+    the symbol s, for a grid of s)."""
+    from ..models import activation_gain
+
+    if init in ("glorot_gain", "he"):
+        g = activation_gain(activation)
+        law = ("Glorot uniform U(-a, a), a = g sqrt(6 / (d_in + d_out))" if init == "glorot_gain"
+               else "He/Kaiming normal N(0, g^2 / d_in)")
+        return f"{law} with {activation}'s gain g = {g:.3g}, output layer g = 1"
+    value = "s" if s is None else f"s = {s:g}"
+    return {"glorot": "Glorot uniform with gain 1 (PyTorch's xavier_uniform_, PyG's default)",
+            "orthogonal": f"every singular value of W(k) equal to {value}",
+            "gaussian": f"Gaussian W(k) rescaled to ||W(k)||_2 = {value} (its other singular values smaller)"}[init]
+
+
+@torch.no_grad()
+def initial_spectral_norm(in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "centred_softplus",
+                          init: str = "orthogonal", s: float = 1.0, seed: int = 0) -> float:
+    """max_k ||W(k)||_2 of paper 1's network as ``init`` draws it (the same weights for the GNN and its MLP twin):
+    the s of Theorem 3's assumption s*lambda < 1 for an init that is not defined by s."""
+    from ..measures import spectral_norm
+    from ..models import weights
+
+    model = build(vanilla("GNN"), in_dim, hidden, out_dim, depth, activation=activation, init=init, s=s, seed=seed)
+    return max(spectral_norm(W) for W in weights(model))
+
+
+def largest_stable_lr(table: pd.DataFrame, lr_col: str = "lr") -> float:
+    """The largest learning rate of a run table (one or more runs per ``lr_col`` value, e.g. the deep MLP under
+    plain gradient descent) at which no run diverged or exploded (status "did not train"): the step size of
+    gradient descent is bounded by the loss's curvature, and the fastest stable step is the standard choice.
+    NaN if every learning rate diverged."""
+    ok = table.groupby(lr_col)["status"].apply(lambda v: bool((v != "did not train").all()))
+    return float(ok.index[ok.to_numpy()].max()) if ok.any() else float("nan")
+
+
+def status_cell(table: pd.DataFrame, model: str) -> str:
+    """One network's runs of a :func:`run_table` in a few words: the most common status with its count, then the
+    others, and the final loss range, e.g. "trained 2/3, not trapped 1/3 (loss 0.015-0.461)"; "-" if it has no run."""
+    d = table.loc[table["model"] == model]
+    if not len(d):
+        return "-"
+    counts = d["status"].value_counts()
+    text = ", ".join(f"{st} {n}/{len(d)}" for st, n in counts.items())
+    lo, hi = d["final_loss"].min(), d["final_loss"].max()
+    loss = "diverged" if not np.isfinite([lo, hi]).all() else (f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}")
+    return f"{text} (loss {loss})"

@@ -15,6 +15,7 @@ constant prediction (:func:`~oversmoothing.experiments.traps.chance_loss`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -27,7 +28,7 @@ from ..report import verdict_of
 from ..experiments.traps import TRAP_STATUSES
 
 __all__ = ["C4Criterion", "C5Criterion", "C6Criterion", "C7Criterion", "judge_c4", "judge_c5", "judge_c6", "judge_c7",
-           "count_status", "delay_table", "c7_key"]
+           "count_status", "control_trains", "delay_table", "c7_key"]
 
 #: the statuses of a deep-MLP run that count as "not trapped" (an explosion, "did not train", is no control)
 ESCAPED = ("trained", "not trapped")
@@ -64,13 +65,18 @@ class C4Criterion:
     few_epochs: int = 20
     loss_frac: float = 0.95
     trained_acc: float = 0.9
+    #: an initialisation is part of the headline where its deep MLP (the P = I control) is trained or not trapped in
+    #: more than this fraction of its runs; under the others both networks lose the signal and nothing is specific
+    #: to the graph (they are readings)
+    control_trains: float = 0.5
 
     @property
     def text(self) -> str:
         return (f"every deep-GNN run trapped (all layers' grad < {self.near_zero:g} and loss >= {self.loss_frac:g} chance "
                 f"from then to the end), every shallow-GNN run train acc >= {self.trained_acc:g}, every deep-MLP run not "
                 f"trapped; traps by epoch {self.few_epochs}: reproduced; all hold but later, or on some (graph, seed) "
-                "only: partly")
+                f"only: partly; judged on every init whose deep MLP is not trapped in > {self.control_trains:.0%} of its "
+                "runs (the other inits: readings)")
 
 
 class _Contrast(NamedTuple):
@@ -93,13 +99,25 @@ def _contrast_one(runs: pd.DataFrame, c: C4Criterion, deep_gnn: str, shallow_gnn
     return REPRODUCED if (pd.to_numeric(deep["status_epoch"]) <= c.few_epochs).all() else PARTLY
 
 
+def _pair_verdicts(runs: pd.DataFrame, c: C4Criterion, shallow: int, deep: int) -> list[str]:
+    """:func:`_contrast_one` on every (graph, seed) of ``runs``."""
+    deep_gnn, shallow_gnn, deep_mlp = f"GNN L={deep}", f"GNN L={shallow}", f"MLP L={deep}"
+    return [_contrast_one(d, c, deep_gnn, shallow_gnn, deep_mlp) for _, d in runs.groupby(["graph", "seed"], sort=False)]
+
+
+def control_trains(runs: pd.DataFrame, c: C4Criterion, deep: int) -> tuple[bool, int, int]:
+    """(does the deep MLP, the P = I control, train under this init: escaped in > ``c.control_trains`` of its runs,
+    escaped count, run count), from a C4 run table."""
+    m, n = count_status(runs, f"MLP L={deep}", ESCAPED)
+    return bool(n and m > c.control_trains * n), m, n
+
+
 def _contrast(runs: pd.DataFrame, c: C4Criterion, shallow: int, deep: int) -> _Contrast:
     """C4 on a run table: every (graph, seed) judged by :func:`_contrast_one`, combined by seeds_agree; the
     counts over all runs, and the key number: the first part that fails (the shallow GNN trains, the deep MLP
     escapes, the deep GNN is trapped, early), else the deep GNN's trapped count."""
     deep_gnn, shallow_gnn, deep_mlp = f"GNN L={deep}", f"GNN L={shallow}", f"MLP L={deep}"
-    agreement = seeds_agree([_contrast_one(d, c, deep_gnn, shallow_gnn, deep_mlp)
-                             for _, d in runs.groupby(["graph", "seed"], sort=False)])
+    agreement = seeds_agree(_pair_verdicts(runs, c, shallow, deep))
     t, n_t = count_status(runs, deep_gnn, "trapped")
     sh, n_s = count_status(runs, shallow_gnn, "trained")
     m, n_m = count_status(runs, deep_mlp, ESCAPED)
@@ -118,8 +136,16 @@ def _contrast(runs: pd.DataFrame, c: C4Criterion, shallow: int, deep: int) -> _C
     return _Contrast(agreement.verdict, counts, key, agreement)
 
 
+def _runs_text(t: pd.DataFrame) -> str:
+    return ", ".join(f"{x.model}: {x.status} (loss {x.final_loss:.3f}, acc {x.train_acc:.2f})" for x in t.itertuples())
+
+
+def _size(t: pd.DataFrame) -> str:
+    return f"{t['graph'].nunique()} graph{'s' if t['graph'].nunique() != 1 else ''} x {t['seed'].nunique()} seeds"
+
+
 def judge_c4(runs: pd.DataFrame, criterion: C4Criterion = C4Criterion(), *, shallow: int, deep: int, setting: str = "",
-             readings: dict | None = None) -> Verdict:
+             readings: dict | None = None, init: str = "", inits: dict | None = None) -> Verdict:
     """C4 (Figure 1): the ``deep``-layer vanilla GNN is trapped within a few epochs, the ``shallow`` one trains,
     and the MLP of depth ``deep`` (P = I) is not trapped.
 
@@ -127,28 +153,68 @@ def judge_c4(runs: pd.DataFrame, criterion: C4Criterion = C4Criterion(), *, shal
     On each (graph, seed): all three hold and the trap starts by epoch ``few_epochs``: reproduced; all three
     hold, later: partly reproduced; otherwise not reproduced.  The pairs combine by seeds_agree (reproduced on
     every pair: reproduced; on some: partly reproduced).  ``setting``: the measured text's opening (graph,
-    activation, init, budget); ``readings``: {name: (runs, setting)}, each judged the same way."""
+    activation, init, budget); ``readings``: {name: (runs, setting)}, each judged the same way.
+
+    ``init`` (the name of ``runs``' initialisation) and ``inits`` ({name: (runs, setting)}: the same networks under
+    other initialisations, same optimiser): the claim is about the graph, so it is judged on every init under which
+    the P = I control trains (:func:`control_trains`); every (init, graph, seed) is one verdict for seeds_agree.  The
+    inits whose deep MLP is trapped as well are left out of the headline (the contrast cannot be seen there; if no
+    init lets the control train, every init is judged) and, like every other init, are readings.  A reading whose
+    verdict differs from the headline's is named in the measured text."""
     c = _contrast(runs, criterion, shallow, deep)
     dg = runs.loc[runs["model"] == f"GNN L={deep}"]
-    n_graphs, n_seeds = runs["graph"].nunique(), runs["seed"].nunique()
-    measured = (f"{setting + ', ' if setting else ''}{n_graphs} graphs x {n_seeds} seeds: {c.counts}{_by_seed(c.agreement)}; "
+    measured = (f"{setting + ', ' if setting else ''}{_size(runs)}: {c.counts}{_by_seed(c.agreement)}; "
                 f"deep-GNN final loss {dg.final_loss.min():.3f}-{dg.final_loss.max():.3f} (chance {dg.chance.mean():.3f}), "
                 f"largest loss change over the last quarter {dg.tail_change.max():.1e}")
-    rd = []
+    verdict, key, numbers = c.verdict, c.key, runs[["final_loss", "train_acc"]].to_numpy()
+    rd, metrics = [], {}
+    if inits:
+        candidates = {init or "headline init": (runs, setting)} | dict(inits)
+        gate = {name: control_trains(t, criterion, deep) for name, (t, _) in candidates.items()}
+        judged = [n for n, g in gate.items() if g[0]] or list(candidates)
+        left = [n for n in candidates if n not in judged]
+        agreement = seeds_agree([v for n in judged for v in _pair_verdicts(candidates[n][0], criterion, shallow, deep)])
+        verdict = agreement.verdict
+        parts = {n: _contrast(candidates[n][0], criterion, shallow, deep) for n in candidates}
+        not_under = [f"{n} (deep MLP not trapped in {gate[n][1]}/{gate[n][2]} runs: both networks lose the signal, "
+                     "no contrast to see)" for n in left]
+        opening = ((f"judged on the inits under which the deep MLP (P = I) trains: {', '.join(judged)}" if any(
+            g[0] for g in gate.values()) else f"no init lets the deep MLP (P = I) train: judged on every init, {', '.join(judged)}")
+                   + (f"; not under {', '.join(not_under)}" if left else "")
+                   + f"; every (init, graph, seed) judged on its own: {agreement.detail}, hence {agreement.verdict}. ")
+        measured = opening + f"{init or 'headline init'}: {measured}" + "".join(
+            f"; {n} ({_size(candidates[n][0])}): {parts[n].counts}{_by_seed(parts[n].agreement)}" for n in judged
+            if n != (init or "headline init"))
+        failing = [parts[n].key for n in judged if parts[n].verdict != REPRODUCED]
+        key = failing[0] if failing else f"holds {len(judged)}/{len(candidates)} inits"
+        numbers = np.concatenate([candidates[n][0][["final_loss", "train_acc"]].to_numpy() for n in judged])
+        for name, (t, init_setting) in inits.items():
+            r = parts[name]
+            where = ("not in the headline: the P = I control is trapped too" if name not in judged else
+                     "in the headline: the P = I control trains" if gate[name][0] else
+                     "in the headline: no init lets the P = I control train")
+            rd.append(reading(name, f"{init_setting} ({where})",
+                              verdict_of(r.verdict, t[["final_loss", "train_acc"]].to_numpy()),
+                              f"{_size(t)}: {r.counts}{_by_seed(r.agreement)}; {_runs_text(t)}", r.key))
+        metrics["c4_inits_judged"] = float(len(judged))
+        for name, (t, _) in candidates.items():
+            slug = re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+            metrics[f"c4_mlp_escaped_fraction_{slug}"] = gate[name][1] / gate[name][2] if gate[name][2] else float("nan")
     for name, (t, reading_setting) in (readings or {}).items():
         r = _contrast(t, criterion, shallow, deep)
-        runs_text = ", ".join(f"{x.model}: {x.status} (loss {x.final_loss:.3f}, acc {x.train_acc:.2f})" for x in t.itertuples())
         rd.append(reading(name, reading_setting, verdict_of(r.verdict, t[["final_loss", "train_acc"]].to_numpy()),
-                          f"{r.counts}{_by_seed(r.agreement)}; {runs_text}", r.key))
-    metrics = {f"c4_{m.replace(' ', '').replace('=', '')}_{st.replace(' ', '_')}_fraction":
-               float((runs.loc[runs["model"] == m, "status"] == st).mean())
-               for m, st in ((f"GNN L={deep}", "trapped"), (f"GNN L={shallow}", "trained"), (f"MLP L={deep}", "trapped"))}
+                          f"{r.counts}{_by_seed(r.agreement)}; {_runs_text(t)}", r.key))
+    other = [r for r in rd if r.verdict != verdict_of(verdict, numbers)]
+    if other:
+        measured += "; readings with another verdict: " + ", ".join(f"{r.name} ({r.verdict})" for r in other)
+    metrics.update({f"c4_{m.replace(' ', '').replace('=', '')}_{st.replace(' ', '_')}_fraction":
+                    float((runs.loc[runs["model"] == m, "status"] == st).mean())
+                    for m, st in ((f"GNN L={deep}", "trapped"), (f"GNN L={shallow}", "trained"), (f"MLP L={deep}", "trapped"))})
     metrics["c4_deep_gnn_median_trap_epoch"] = float(pd.to_numeric(dg["status_epoch"]).median())
     return Verdict("C4", f"Deep vanilla GNN (L = {deep}) on a CSBM with lambda ~ 0.16: gradients fall to near zero in every "
                          f"layer within a few epochs while the loss stays high; shallow (L = {shallow}) trains; an MLP of the "
                          "same depth does not get trapped.",
-                   measured, criterion.text, c.verdict, key=c.key, numbers=runs[["final_loss", "train_acc"]].to_numpy(),
-                   readings=rd, metrics=metrics)
+                   measured, criterion.text, verdict, key=key, numbers=numbers, readings=rd, metrics=metrics)
 
 
 # ---------------------------------------------------------------------------------------------------- C5, C6

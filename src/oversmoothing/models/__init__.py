@@ -12,7 +12,7 @@ Every model has
 Modules: :mod:`~.layers` (Dense, P X, traces, normalisation, dropout), :mod:`~.init`, :mod:`~.vanilla`
 (paper 1), :mod:`~.residual` (paper 2), :mod:`~.remedies` (chapter 08), :mod:`~.registry`.
 """
-from .init import he_rescale_, orthogonal_init_, spectral_init_
+from .init import GAINS, activation_gain, glorot_init_, he_rescale_, kaiming_init_, orthogonal_init_, spectral_init_
 from .layers import (ACTIVATIONS, Dense, FrobeniusNormalisation, Trace, centred_softplus, check_propagation, dropout,
                      graph_edges, input_dropout, input_linear, lipschitz_normalise, main_weight, propagate, record_input,
                      record_layer, weights)
@@ -25,6 +25,6 @@ from .vanilla import VanillaGNN
 __all__ = ["ACTIVATIONS", "centred_softplus", "Trace", "record_input", "record_layer", "propagate", "Dense",
            "FrobeniusNormalisation", "lipschitz_normalise", "main_weight", "weights", "check_propagation",
            "graph_edges", "input_dropout", "input_linear", "dropout", "spectral_init_", "orthogonal_init_",
-           "he_rescale_", "VanillaGNN", "ResidualGCN", "ResidualGAT", "PlainGCN", "MLP", "JKNet", "DropEdgeGCN",
+           "he_rescale_", "GAINS", "activation_gain", "glorot_init_", "kaiming_init_", "VanillaGNN", "ResidualGCN", "ResidualGAT", "PlainGCN", "MLP", "JKNet", "DropEdgeGCN",
            "PairNormGCN", "APPNPNet", "GCNII", "PlainGAT", "GraphTransformer", "lipschitz_c_rule", "MODELS",
            "ModelSpec", "INITS", "build", "twin"]

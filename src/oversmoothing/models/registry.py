@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .init import orthogonal_init_
+from .init import activation_gain, glorot_init_, kaiming_init_, orthogonal_init_
 from .remedies import (GCNII, MLP, APPNPNet, DropEdgeGCN, GraphTransformer, JKNet, PairNormGCN, PlainGAT, PlainGCN,
                        lipschitz_c_rule)
 from .residual import ResidualGAT, ResidualGCN
@@ -22,9 +22,11 @@ from .vanilla import VanillaGNN
 
 __all__ = ["ModelSpec", "MODELS", "INITS", "build", "twin"]
 
-#: initialisations of paper 1's networks: Glorot (PyTorch's xavier_uniform, ``s`` ignored), every singular
-#: value of W(k) equal to ``s`` ("orthogonal"), or Gaussian rescaled to ||W(k)||_2 = ``s`` ("gaussian")
-INITS = ("glorot", "orthogonal", "gaussian")
+#: initialisations of paper 1's networks: Glorot (PyTorch's xavier_uniform, gain 1: PyG's default; ``s`` ignored),
+#: every singular value of W(k) equal to ``s`` ("orthogonal"), Gaussian rescaled to ||W(k)||_2 = ``s`` ("gaussian"),
+#: and the standard inits with the activation's gain (:func:`~oversmoothing.models.init.activation_gain`, e.g. 2 for
+#: the centred softplus; ``s`` ignored): Glorot uniform ("glorot_gain") and He/Kaiming normal, fan-in ("he")
+INITS = ("glorot", "orthogonal", "gaussian", "glorot_gain", "he")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ def _vanilla(propagation: str):
                            s=s if init == "gaussian" else None, seed=seed)
         if init == "orthogonal":
             orthogonal_init_(model, s, seed=seed)
+        elif init == "glorot_gain":
+            glorot_init_(model, activation_gain(activation), seed=seed)
+        elif init == "he":
+            kaiming_init_(model, activation_gain(activation), seed=seed)
         return model
     return make
 
