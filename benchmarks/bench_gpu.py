@@ -163,11 +163,11 @@ def run(out: Path, device: str, budget: float, tiny: bool) -> int:
             paper[stem] = {"status": "not run: budget spent"}
             continue
         log = out / f"runs-{stem}.jsonl"
-        env = {**base, "OVERSMOOTHING_GRID_TIMINGS": str(log)}
+        env = {**base, "OVERSMOOTHING_GRID_LOG": str(log)}
         params = [] if tiny else [a for r in reduced for a in ("-p", r)]
         rc, sec, tail = _runner(["run", stem, "--profile", profile, "--device", device, "--out",
                                  str(out / f"run-{stem}"), "--no-progress", *params], env, left)
-        runs = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+        runs = [r for r in map(json.loads, log.read_text().splitlines()) if r["kind"] == "run"] if log.is_file() else []
         paper[stem] = {"status": "ok" if rc == 0 else ("budget" if rc == 124 else f"failed ({rc})"),
                        "seconds": round(sec, 1), "runs": len(runs),
                        "run_seconds": [round(r["seconds"], 2) for r in runs], "tail": tail if rc else ""}

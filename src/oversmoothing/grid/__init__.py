@@ -9,10 +9,11 @@ Like the runner (``oversmoothing.book``) it imports none of the science: ``fn`` 
 """
 from __future__ import annotations
 
+import json
 import os
 
 from ..codehash import library_hash
-from . import cache as entries, executors, security
+from . import cache as entries, executors, tasks, security
 from .cache import CacheWarning, cache_dir
 from .executors import local_cluster, shutdown
 from .tasks import (GridError, GridResults, canonical_json, config_key, digest, per_process, plain, stack)
@@ -25,6 +26,21 @@ def _progress(progress) -> bool:
     if progress is not None:
         return bool(progress)
     return os.environ.get("OVERSMOOTHING_PROGRESS", "1") not in ("0", "false", "no")
+
+
+#: a JSON-lines file where every grid appends one line per run (``kind``: "run" with fn, seconds and device
+#: for a computed run, "cached" for one read back): the runner's progress, per-run wall times (bench_gpu.py)
+LOG_ENV = "OVERSMOOTHING_GRID_LOG"
+#: set by ``oversmoothing build --dry-run`` (see training.fit): nothing is written to the run cache (the runs
+#: train only a few timed epochs), and every grid logs how many runs it has and how many are cached
+ESTIMATE_ENV = "OVERSMOOTHING_ESTIMATE"
+
+
+def _append(env: str, record: dict) -> None:
+    path = os.environ.get(env)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
 
 
 def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = None, workers: int | None = None,
@@ -95,15 +111,26 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
             out.cached += 1
         else:
             todo.setdefault(k, []).append(i)
+    name = tasks.fn_name(fn)
+    _append(ESTIMATE_ENV, {"kind": "grid", "fn": name, "runs": len(configs), "cached": out.cached,
+                           "to_compute": len(todo)})
+    for _ in range(out.cached):
+        _append(LOG_ENV, {"kind": "cached", "fn": name})
+    if os.environ.get(ESTIMATE_ENV):
+        folder = None  # a dry run's runs train a few epochs only: never cache them
+
+    def done(config, seconds):
+        _append(LOG_ENV, {"kind": "run", "fn": name, "seconds": round(seconds, 3), "device": config.get("device", dev),
+                          "config": config})
     from tqdm import tqdm
 
     bar = tqdm(total=len(configs), initial=out.cached, desc=desc or getattr(fn, "__name__", "grid"),
                disable=not _progress(progress) or not todo, leave=False, mininterval=1.0)
     try:
         if executor == "local":
-            executors.run_local(fn, configs, todo, folder, out, bar, inputs, dev)
+            executors.run_local(fn, configs, todo, folder, out, bar, inputs, dev, done)
         else:
-            executors.run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs)
+            executors.run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs, done)
     finally:
         bar.close()
     return out

@@ -197,23 +197,26 @@ def shutdown():
 atexit.register(shutdown)
 
 
-def run_local(fn, configs, todo, folder, out, bar, inputs, dev=""):
-    """The runs of ``todo`` (key -> indices of ``configs`` needing it) one after another in this process."""
+def run_local(fn, configs, todo, folder, out, bar, inputs, dev="", done=None):
+    """The runs of ``todo`` (key -> indices of ``configs`` needing it) one after another in this process;
+    ``done(config, seconds)`` is called as each finishes."""
     for k, idx in todo.items():
         t0 = time.perf_counter()
         try:
             res = fn(configs[idx[0]], **inputs)
         except Exception as exc:
             raise failed(idx[0], configs[idx[0]], exc) from exc
-        cache.store(folder, k, fn, configs[idx[0]], res, time.perf_counter() - t0,
-                    str(configs[idx[0]].get("device", dev)))
+        seconds = time.perf_counter() - t0
+        cache.store(folder, k, fn, configs[idx[0]], res, seconds, str(configs[idx[0]].get("device", dev)))
+        if done is not None:
+            done(configs[idx[0]], seconds)
         for i in idx:
             out[i] = res
         out.computed += 1
         bar.update(len(idx))
 
 
-def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs):
+def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs, done=None):
     """The runs of ``todo`` as tasks of the cluster of client ``c``, each stored as it completes."""
     from distributed import as_completed
 
@@ -242,6 +245,8 @@ def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs):
                 raise failed(idx[0], configs[idx[0]], exc) from exc
             cache.store(folder, k, fn, configs[idx[0]], res, seconds,  # lands in the cache as it completes
                         str(configs[idx[0]].get("device", dev)))
+            if done is not None:
+                done(configs[idx[0]], seconds)
             for i in idx:
                 out[i] = res
             out.computed += 1
