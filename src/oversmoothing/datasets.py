@@ -86,8 +86,8 @@ def offline() -> list[str]:
 def _absent_offline(key: str, kind: str, prefix: str, root: Path) -> str | None:
     """Why ``key`` cannot be loaded offline (a mirror is set, SHA256SUMS lists none of its files and the cache
     holds no raw file of it), or None if it can be tried."""
-    if _mirror() is None or kind == "filtered" or _checksums(prefix):
-        return None
+    if _mirror() is None or kind == "filtered" or not CHECKSUMS.exists() or _checksums(prefix):
+        return None   # no mirror, no checksum list to know what it holds, or the mirror has it
     raw = [root / prefix / "raw", root / prefix / "geom-gcn" / "raw", root / prefix.lower() / "geom_gcn" / "raw"]
     if any(d.is_dir() and any(d.iterdir()) for d in raw):
         return None
