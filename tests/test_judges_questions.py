@@ -232,3 +232,12 @@ def test_q5_answers_in_question_words():
     assert set(v.metrics) and all(k.startswith("q5_") for k in v.metrics)
     v = Q.judge_q5(_runs(lambda ds, sd: "trapped" if ds == "cora" else "trained"), shallow=5, deep=40, lambdas=lam)
     assert v.verdict == "partly holds" and "holds on 3/6" in v.measured
+
+
+def test_flips_names_the_readings_that_change_an_answer():
+    v = Q.judge_q1(_bounds((0.3, 0.4, 0.46)), deep=40, shallow=5)
+    text = Q.flips([v])
+    assert text.startswith("Readings that change the answer") and "**Q1** holds" in text
+    assert "*shallow GNN (L = 5)*: does not hold" in text and "*P = I control*: does not hold" in text
+    same = Q.judge_q3(_q3())
+    assert Q.flips([same]) == ""

@@ -24,7 +24,13 @@ def test_spectral_normalisation_sets_every_branch_weight_to_spectral_norm_c(smal
         m = build("paper2.res_gcn", small.num_features, 16, 2, 3, seed=0, lipschitz_c=c, lipschitz_mode="spectral")
         m.eval()
         for W in weights(m):
-            assert measures.spectral_norm(W) == pytest.approx(c, rel=1e-2)   # a power-iteration estimate
+            assert measures.spectral_norm(W) == pytest.approx(c, rel=1e-3)
+    torch.manual_seed(1)
+    a = build("paper2.res_gcn", small.num_features, 16, 2, 3, seed=0, lipschitz_c=1.0, lipschitz_mode="spectral")
+    torch.manual_seed(2)
+    b = build("paper2.res_gcn", small.num_features, 16, 2, 3, seed=0, lipschitz_c=1.0, lipschitz_mode="spectral")
+    op = a.operator(small)
+    assert torch.equal(a(small.x, op), b(small.x, op))                # reproducible whatever the global RNG
 
 
 def test_branch_norms_run_trace_and_leave_the_default_network_unchanged(small):

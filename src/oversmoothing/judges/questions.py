@@ -28,7 +28,7 @@ from ..experiments.questions import expansion_parts, real_expansion_parts
 from .traps import C4Criterion, judge_c4
 
 __all__ = ["HOLDS", "PARTLY_HOLDS", "DOES_NOT_HOLD", "answer", "agree", "Q1Criterion", "Q2Criterion", "Q3Criterion",
-           "Q4Criterion", "judge_q1", "judge_q2", "judge_q3", "judge_q4", "judge_q5", "decades_of_decay"]
+           "Q4Criterion", "judge_q1", "judge_q2", "judge_q3", "judge_q4", "judge_q5", "decades_of_decay", "flips"]
 
 HOLDS, PARTLY_HOLDS, DOES_NOT_HOLD = "holds", "partly holds", "does not hold"
 _ANSWER = {REPRODUCED: HOLDS, PARTLY: PARTLY_HOLDS, NOT_REPRODUCED: DOES_NOT_HOLD}
@@ -457,3 +457,15 @@ def judge_q5(runs: pd.DataFrame, criterion: C4Criterion = C4Criterion(), *, shal
                                                             for d, a in per.items()))
     q.metrics = {k.replace("c4_", "q5_"): val for k, val in v.metrics.items()}
     return q
+
+
+def flips(claims) -> str:
+    """Markdown: for every recorded answer (:class:`oversmoothing.report.Claim` or :class:`Verdict`), the readings
+    whose answer differs from the headline's, e.g. "**Q4** partly holds; *constant rows (chapter 2)*: does not hold"
+    (every answer a reading changes is named beside the headline); "" if none does."""
+    lines = []
+    for c in claims:
+        other = [r for r in c.readings if r.verdict != c.verdict and r.verdict != NOT_JUDGED]
+        if other:
+            lines.append(f"* **{c.id}** {c.verdict}; " + "; ".join(f"*{r.name}*: {r.verdict}" for r in other))
+    return ("Readings that change the answer:\n\n" + "\n".join(lines)) if lines else ""
