@@ -80,7 +80,7 @@ def test_missing_data_without_a_mirror_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name,split,match", [
-    ("pubmed", None, "unknown dataset 'pubmed'; choose one of .*cora"),
+    ("pubmedx", None, "unknown dataset 'pubmedx'; choose one of .*cora"),   # pubmed itself: tests/test_questions.py
     ("cora", -1, "split must be None or a non-negative int"),
     ("cora", 10, "split must be in 0..9"),
     ("chameleon_filtered", 12, "split must be in 0..9"),

@@ -139,7 +139,7 @@ def test_the_import_graph_points_one_way():
         assert _top(f) <= CORE | {"experiments", "judges", "report"}, f"{f.relative_to(ROOT)} imports {sorted(_top(f))}"
     assert "datasets" not in _top(ROOT / "src" / "oversmoothing" / "graphs.py")
     assert {p.stem for p in (ROOT / "src" / "oversmoothing" / "experiments").glob("*.py")} == {
-        "__init__", "smoothing", "traps", "gradients", "remedies"}
+        "__init__", "smoothing", "traps", "gradients", "remedies", "questions"}
     for f in _files("grid"):
         assert len(f.read_text().splitlines()) < 300, f"{f.name} has 300 lines or more"
 

@@ -28,7 +28,7 @@ import torch
 
 from .graphs import Graph, _clean_edges
 
-__all__ = ["DATASETS", "load", "cache_dir", "ChecksumError", "DatasetUnavailable"]
+__all__ = ["DATASETS", "NOT_MIRRORED", "load", "cache_dir", "offline", "ChecksumError", "DatasetUnavailable"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CHECKSUMS = _PACKAGE_ROOT / "data" / "SHA256SUMS"
@@ -41,6 +41,16 @@ DATASETS = {
     "squirrel": ("squirrel", "wikipedia"),
     "chameleon_filtered": ("heterophilous/chameleon_filtered.npz", "filtered"),
     "squirrel_filtered": ("heterophilous/squirrel_filtered.npz", "filtered"),
+    "pubmed": ("PubMed", "planetoid"),
+}
+
+#: datasets the loader knows but the offline mirror does not hold, and why: with a mirror set, loading one is a
+#: clear error (no silent download attempt); add its raw files to the mirror and their SHA-256 to
+#: data/SHA256SUMS, or unset OVERSMOOTHING_DATA_MIRROR to let PyG download it
+NOT_MIRRORED = {
+    "pubmed": ("its feature file ind.pubmed.allx (7578385 bytes, sha256 508e538e2abdccdd54c4d3e9f49d638b4af7107d85845f66"
+               "ddea5a5152658b7e) was missing from every public copy checked when the mirror was assembled (see the "
+               "mirror's README)"),
 }
 
 
@@ -70,6 +80,25 @@ def _checksums(prefix: str) -> dict[str, str]:
         if rel.startswith(prefix):
             out[rel] = digest
     return out
+
+
+def offline() -> list[str]:
+    """The datasets whose raw files data/SHA256SUMS lists, i.e. those the offline mirror provides."""
+    return [name for name, (prefix, _) in DATASETS.items() if _checksums(prefix)]
+
+
+def _absent_offline(key: str, kind: str, prefix: str, root: Path) -> str | None:
+    """Why ``key`` cannot be loaded offline (a mirror is set, SHA256SUMS lists none of its files and the cache
+    holds no raw file of it), or None if it can be tried."""
+    if _mirror() is None or kind == "filtered" or not CHECKSUMS.exists() or _checksums(prefix):
+        return None   # no mirror, no checksum list to know what it holds, or the mirror has it
+    raw = [root / prefix / "raw", root / prefix / "geom-gcn" / "raw", root / prefix.lower() / "geom_gcn" / "raw"]
+    if any(d.is_dir() and any(d.iterdir()) for d in raw):
+        return None
+    why = NOT_MIRRORED.get(key, "data/SHA256SUMS lists none of its raw files")
+    return (f"dataset {key!r} is not in the offline mirror (OVERSMOOTHING_DATA_MIRROR={_mirror()}): {why}. Available "
+            f"offline: {', '.join(offline())}. To use it, add its raw files to the mirror and their SHA-256 to "
+            f"{CHECKSUMS}, or unset OVERSMOOTHING_DATA_MIRROR to let PyG download it")
 
 
 def _sha256(path: Path) -> str:
@@ -236,7 +265,9 @@ def _masks(data, split: int | None):
 def load(name: str, split: int | None = None, root: str | os.PathLike | None = None) -> Graph:
     """Load a dataset as an undirected, self-loop-free :class:`Graph`.
 
-    name  : cora, citeseer, chameleon, squirrel, chameleon_filtered, squirrel_filtered
+    name  : cora, citeseer, chameleon, squirrel, chameleon_filtered, squirrel_filtered, pubmed (not in the
+            offline mirror: with a mirror set it raises :class:`DatasetUnavailable` naming the missing file and the
+            datasets available offline)
     split : None = Planetoid public split (cora/citeseer) or split 0 (others);
             an int k = the k-th of the 10 Geom-GCN (or Platonov et al.) 48/32/20 splits.
     ``graph.meta['pyg_num_edges']`` keeps the edge count as PyG loads it (directed, with
@@ -251,6 +282,9 @@ def load(name: str, split: int | None = None, root: str | os.PathLike | None = N
     root = Path(root).resolve() if root else cache_dir()
     root.mkdir(parents=True, exist_ok=True)
 
+    absent = _absent_offline(key, kind, prefix, root)
+    if absent:
+        raise DatasetUnavailable(absent)
     try:
         with _locked(root / f".{key}.lock"):
             have = _ensure_raw(prefix, root)

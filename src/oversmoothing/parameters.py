@@ -194,3 +194,18 @@ RULES.update({
     "gd_lrs": _floats(0, lo_open=True),  # plain gradient descent's learning-rate grid (the largest stable one is used)
     "gd_epochs": _int(1), "gd_long_epochs": _int(1),  # gradient descent's budget, and the longer one for a check
 })
+
+# chapter 09 (open questions Q1-Q5, beyond the papers)
+RULES.update({
+    "reading_activation": Rule("str", choices=ACTIVATIONS),   # activation of Q1's second setting
+    "reading_s": _pos(),                                      # initial spectral norm s of Q1's second setting
+    "sweep_ratios": _floats(0, lo_open=True, min_len=2),      # p_in/p_out of Q2's CSBM sweep (below 1: heterophilic)
+    "sweep_nodes": _int(10), "sweep_avg_degree": _pos(), "sweep_mean_sep": _pos(),
+    "homophilic": Rule("list", item="str", choices=DATASETS), "heterophilic": Rule("list", item="str", choices=DATASETS),
+    "res_depth": _int(2), "res_hidden": _int(1), "res_epochs": _int(1), "res_lr": _pos(),   # Q2/Q3's residual GCN
+    "train_real": Rule("bool"),                               # also train Q2's residual GCNs on the real graphs
+    "attention_nodes": _int(10), "attention_avg_degree": _pos(),
+    "attention_lambda": Rule("float", 0, 1, lo_open=True, hi_open=True),
+    "trap_datasets": Rule("list", item="str", choices=DATASETS + ("pubmed",)),  # Q5 (pubmed: not in the mirror)
+    "trap_epochs": _int(1),
+})

@@ -65,12 +65,15 @@ def _deep_gcn(propagation: str):
 
 def _paper2_residual(cls, **fixed):
     def make(in_dim, hidden, out_dim, depth, *, lipschitz_c=None, dropout: float = 0.0, seed: int = 0,
-             activation=None, branch_scale: float = 1.0, lipschitz_mode: str = "hard"):
-        """Paper 2's residual network X(k) = X(k-1) + rho(H(k)) (``activation=None``: its own default)."""
+             activation=None, branch_scale: float = 1.0, lipschitz_mode: str = "hard", norm: str | None = None):
+        """Paper 2's residual network X(k) = X(k-1) + rho(H(k)) (``activation=None``: its own default);
+        ``norm`` ("layernorm", "pairnorm"; residual GCN only) normalises every branch before rho."""
         kw = dict(dropout=dropout, lipschitz_c=lipschitz_c, seed=seed, branch_scale=branch_scale,
                   lipschitz_mode=lipschitz_mode, **fixed)
         if activation is not None:
             kw["activation"] = activation
+        if norm is not None:
+            kw["norm"] = norm
         return cls(in_dim, hidden, out_dim, depth, **kw)
     return make
 
@@ -108,6 +111,8 @@ MODELS: dict[str, ModelSpec] = {
     "paper1.gnn": ModelSpec("paper1.gnn", _vanilla("bistochastic"), "paper1.mlp",
                             "paper 1's vanilla GNN H(k) = P X(k-1) W(k), P = I - (D-A)/d_max, no biases"),
     "paper1.mlp": ModelSpec("paper1.mlp", _vanilla("identity"), "paper1.mlp", "the same network with P = I"),
+    "paper1.gnn_gcn": ModelSpec("paper1.gnn_gcn", _vanilla("gcn"), "paper1.mlp",
+                                "paper 1's vanilla GNN with the GCN operator P = D~^{-1/2}(A+I)D~^{-1/2} (a reading)"),
     "paper2.gcn": ModelSpec("paper2.gcn", _deep_gcn("gcn"), "paper2.mlp",
                             "paper 2's deep GCN without residual connections, ReLU, Glorot"),
     "paper2.mlp": ModelSpec("paper2.mlp", _deep_gcn("identity"), "paper2.mlp", "the same network with P = I"),

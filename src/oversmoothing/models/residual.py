@@ -8,7 +8,63 @@ from ..graphs import Graph, propagation
 from .layers import (Dense, Trace, _activation, _check_depth, _seeded, check_propagation, graph_edges, input_dropout,
                      lipschitz_normalise, propagate, record_input, record_layer)
 
-__all__ = ["ResidualGCN", "ResidualGAT"]
+__all__ = ["ResidualGCN", "ResidualGAT", "NORMS", "spectral_normalise"]
+
+#: normalisations of the residual branch H(k) before the activation (``norm=``): PyTorch's LayerNorm over each
+#: node's features (learnable gain and bias), PyG's PairNorm over the nodes (centre the columns, rescale to a
+#: fixed mean row norm; no parameters)
+NORMS = ("layernorm", "pairnorm")
+
+
+class _Scale(nn.Module):
+    """W -> c W (a parametrisation stacked on torch's spectral normalisation for a bound c other than 1)."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = float(c)
+
+    def forward(self, W):
+        return self.c * W
+
+
+def spectral_normalise(module: nn.Module, c: float = 1.0, name: str = "weight", power_iterations: int = 100) -> nn.Module:
+    """W <- c W / ||W||_2 on ``module.<name>`` (in place): torch's
+    ``torch.nn.utils.parametrizations.spectral_norm`` (a power-iteration estimate of the largest singular
+    value, refreshed at every training forward pass), then a scale by ``c``.  The layer's Lipschitz constant
+    is then ``c`` (times the operator's and the activation's), the bound the Frobenius forms reach only
+    through ||W||_2 <= ||W||_F.  The power iteration starts from a fixed random vector (the caller's RNG is not
+    touched, so a seeded network is reproducible) and runs ``power_iterations`` steps at once, so that
+    ||W||_2 = c from the first forward pass (torch's 15 leave it a few per cent off)."""
+    import torch
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    if not c > 0:
+        raise ValueError(f"Lipschitz constant c must be > 0, got {c}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        spectral_norm(module, name)
+    was = module.training
+    module.train()
+    with torch.no_grad():
+        for _ in range(power_iterations):   # each access in training mode is one power-iteration step
+            getattr(module, name)
+    module.train(was)
+    if float(c) != 1.0:
+        parametrize.register_parametrization(module, name, _Scale(c))
+    return module
+
+
+def _branch_norm(norm: str | None, hidden: int):
+    if norm is None:
+        return None
+    if norm == "layernorm":
+        return nn.LayerNorm(hidden)
+    if norm == "pairnorm":
+        from torch_geometric.nn import PairNorm
+
+        return PairNorm(scale=1.0)
+    raise ValueError(f"unknown norm {norm!r}; choose None or one of {NORMS}")
 
 
 class _Residual(nn.Module):
@@ -17,10 +73,13 @@ class _Residual(nn.Module):
     X(0) = x W_in + b_in;  logits = X(L) W_out + b_out.  Lipschitz normalisation, when asked,
     applies to the L residual layers (the ones whose product the depth compounds).  ``branch_scale``
     alpha (default 1, the papers' form) scales every residual branch: with ||W(k)||_2 <= c, ||P||_2 <= 1
-    and a 1-Lipschitz rho, a GCN layer is then (1 + alpha c)-Lipschitz."""
+    and a 1-Lipschitz rho, a GCN layer is then (1 + alpha c)-Lipschitz.  ``lipschitz_mode``: "hard" or "soft"
+    (:class:`~oversmoothing.models.FrobeniusNormalisation`) or "spectral" (:func:`spectral_normalise`,
+    W <- c W/||W||_2).  ``norm`` (:data:`NORMS`): a LayerNorm or PairNorm of every branch before the
+    activation, X(k) = X(k-1) + alpha rho(Norm(H(k))); the trace records Norm(H(k)) as H(k)."""
 
     def __init__(self, in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale=1.0,
-                 lipschitz_mode="hard"):
+                 lipschitz_mode="hard", norm=None):
         super().__init__()
         _check_depth(depth)
         if not branch_scale > 0:
@@ -35,13 +94,22 @@ class _Residual(nn.Module):
         self.lipschitz_c, self.lipschitz_mode = lipschitz_c, lipschitz_mode
         if lipschitz_c is not None:
             for layer in self.layers:
-                lipschitz_normalise(layer if isinstance(layer, Dense) else layer.lin, lipschitz_c, mode=lipschitz_mode)
+                target = layer if isinstance(layer, Dense) else layer.lin
+                if lipschitz_mode == "spectral":
+                    spectral_normalise(target, lipschitz_c)
+                else:
+                    lipschitz_normalise(target, lipschitz_c, mode=lipschitz_mode)
+        self.norm = norm
+        if norm is not None:  # made after the weights: the seeded draws are those of the network without it
+            self.norms = nn.ModuleList(_branch_norm(norm, hidden) for _ in range(depth))
 
     def forward(self, x, op, trace: Trace | None = None):
         X = self.encoder(input_dropout(x, self.dropout, self.training))
         record_input(trace, X)
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers):
             H = self._branch(layer, F.dropout(X, self.dropout, self.training), op)
+            if self.norm is not None:
+                H = self.norms[k](H)
             R = self.rho(H)
             X = X + (R if self.branch_scale == 1.0 else self.branch_scale * R)
             record_layer(trace, H, X)
@@ -52,14 +120,17 @@ class ResidualGCN(_Residual):
     """Residual GCN (paper 2): X(k) = X(k-1) + rho(P X(k-1) W(k)), P the GCN operator
     D~^{-1/2}(A+I)D~^{-1/2}; optional Lipschitz normalisation W(k) <- c W(k)/||W(k)||_F.
     ``propagation='identity'`` gives the residual MLP (P = I); ``branch_scale`` alpha gives
-    X(k) = X(k-1) + alpha rho(P X(k-1) W(k)) (a reading of the residual form, e.g. alpha = 1/sqrt(L))."""
+    X(k) = X(k-1) + alpha rho(P X(k-1) W(k)) (a reading of the residual form, e.g. alpha = 1/sqrt(L));
+    ``lipschitz_mode="spectral"`` normalises W(k) <- c W(k)/||W(k)||_2 instead, and ``norm`` ("layernorm",
+    "pairnorm") gives X(k) = X(k-1) + rho(Norm(P X(k-1) W(k))) (chapter 09's other normalisations)."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, *, activation: str = "relu",
                  propagation: str = "gcn", dropout: float = 0.0, lipschitz_c: float | None = None,
-                 seed: int | None = None, branch_scale: float = 1.0, lipschitz_mode: str = "hard"):
+                 seed: int | None = None, branch_scale: float = 1.0, lipschitz_mode: str = "hard",
+                 norm: str | None = None):
         self.propagation = propagation
         super().__init__(in_dim, hidden, out_dim, depth, activation, dropout, lipschitz_c, seed, branch_scale,
-                         lipschitz_mode)
+                         lipschitz_mode, norm)
 
     @staticmethod
     def _layer(hidden):
