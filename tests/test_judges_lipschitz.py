@@ -167,3 +167,125 @@ def test_the_residual_forms_and_labels_of_chapter_07():
     assert gradients.residual_reading(dict(activation="tanh"), 64) == dict(activation="tanh")
     assert gradients.normalisation_label(math.nan) == "no normalisation" and gradients.normalisation_label(None) == "no normalisation"
     assert gradients.normalisation_label(4.0, alpha=0.125, act="tanh") == "c = 4, tanh branch, alpha = 0.125"
+
+
+# ------------------------------------------------------------------------------------- the authors' own forms
+from oversmoothing.judges.lipschitz import AUTHORS, SOFT, flip_note, form_reading, metric_name  # noqa: E402
+
+
+def soft_rows(accs64=(0.38, 0.4, 0.37), acc128=0.2, coincide=True, ratio=1.9):
+    """Soft twins of the grid's normalised runs, plus one trained soft run at L=128."""
+    ds = "chameleon_filtered"
+    t = grid(c4=accs64)
+    t = t.loc[t.c.notna()].assign(coincides=coincide, min_raw_ratio=ratio)
+    extra = runs(("res_gcn", ds, 128, 4.0, [acc128])).assign(coincides=False, min_raw_ratio=ratio)
+    return pd.concat([t, extra], ignore_index=True)
+
+
+def authors_rows(none=0.73, c4=1.0, depth=64, ds="chameleon_filtered"):
+    return runs(("res_gcn", ds, depth, NONE, [none]), ("res_gcn", ds, depth, 4.0, [c4])).assign(epochs_run=[215, 167])
+
+
+def c10b_forms(**kw):
+    """C10b on the default-like grid with the readings in the authors' own forms (``kw``: soft, soft_init, ...)."""
+    return judge_c10b(grid(), read512(), LONG, INIT, C10bCriterion(), dataset="chameleon_filtered", depths=[64, 128],
+                      long_epochs=500, predicted_growth=44.2, forms=FORMS, **kw)
+
+
+SOFT_INIT = dict(max_logit=3.2e43, float32_ok=False)
+AUTH_INIT = dict(max_logit=3.2e20, float32_ok=True)
+
+
+def test_c10a_soft_and_authors_readings_are_judged_by_the_headline_criterion():
+    v = judge_c10a(grid(), small_c=1.0, depth=64, dataset="chameleon_filtered", soft=soft_rows(),
+                   authors=authors_rows(), authors_criterion=C10aCriterion(epochs=1000))
+    r = {x.name: x for x in v.readings}
+    assert list(r) == [SOFT, AUTHORS]
+    assert r[SOFT].verdict == "reproduced" and r[SOFT].key == "0.30 → 1.00"
+    assert r[SOFT].measured.endswith("(8/9 soft runs are their hard runs, whose raw ||W||_F stayed above c at every "
+                                     "step; smallest ||W_raw||_F/c 1.90)")
+    assert r[AUTHORS].verdict == "reproduced" and r[AUTHORS].key == "0.73 → 1.00"
+    assert r[AUTHORS].measured == ("residual GCN chameleon_filtered L=64: no normalisation 0.73, c=4 1.00 (train acc when "
+                                   "early stopping ended the run, epochs 167-215)")
+    assert r[AUTHORS].setting.startswith("ml-postech/reverse-gnn's setup: width 256")
+    assert "Verdict changed" not in v.measured        # nothing flips: the headline says nothing more
+    assert v.metrics["train_acc_res_gcn_L64_none_authors"] == 0.73 and v.metrics["train_acc_res_gcn_L64_c4_authors"] == 1.0
+
+
+def test_c10a_a_flipping_reading_is_named_in_the_headline():
+    v = judge_c10a(grid(), small_c=1.0, depth=64, authors=authors_rows(none=0.95))
+    assert v.verdict == "reproduced" and v.readings[0].verdict == "not reproduced"
+    assert v.measured.endswith(" Verdict changed by a reading in the authors' own form: the authors' setup reading gives "
+                               "not reproduced (0.95 → 1.00).")
+
+
+def test_c10a_metric_names_carry_the_dataset_except_for_the_headline_one():
+    two = pd.concat([grid(), runs(("res_gcn", "cora", 64, NONE, [0.5]), ("res_gcn", "cora", 64, 1.0, [0.99]))])
+    v = judge_c10a(two, small_c=1.0, depth=64, dataset="chameleon_filtered")
+    assert v.metrics["train_acc_res_gcn_L64_none"] == 0.3            # the default profile's names are kept
+    assert v.metrics["train_acc_res_gcn_cora_L64_none"] == 0.5 and v.metrics["train_acc_res_gcn_cora_L64_c1"] == 0.99
+    old = judge_c10a(two, small_c=1.0, depth=64)                     # without a headline dataset: the old names
+    assert "train_acc_res_gcn_cora_L64_none" not in old.metrics
+    assert metric_name("res_gat", "squirrel", 128, "c4", "cora") == "train_acc_res_gat_squirrel_L128_c4"
+
+
+def test_c10b_soft_reading_like_the_default_profile_and_authors_setup_flips_the_headline():
+    v = c10b_forms(soft=soft_rows(), soft_init=SOFT_INIT, authors=authors_rows(), authors_init=AUTH_INIT)
+    r = {x.name: x for x in v.readings}
+    assert list(r)[-2:] == [SOFT, AUTHORS]
+    assert r[SOFT].verdict == "not reproduced" and r[SOFT].key == "L=128 acc 0.20"
+    assert r[SOFT].measured.startswith("L=64: train acc 0.38 (3 runs), L=128: train acc 0.20 (1 run); L=512 at init: "
+                                       "largest logit 3.2e+43, overflows in float32 (3/4 soft runs are their hard runs")
+    # the authors' setup fits at 64 layers and stays finite at 512 (examined at initialisation only): at best partly
+    assert r[AUTHORS].verdict == "partly reproduced" and r[AUTHORS].key == "acc ≥ 1.00"
+    assert r[AUTHORS].measured == ("L=64: train acc 1.00 (1 run); L=512 at init: largest logit 3.2e+20, finite in float32 "
+                                   "(early stopping ended the runs at epochs 167)")
+    assert v.verdict == "not reproduced"
+    assert v.measured.endswith("Verdict changed by a reading in the authors' own form: the authors' setup reading gives "
+                               "partly reproduced (acc ≥ 1.00).")
+    assert v.metrics["train_acc_L64_c4_authors"] == 1.0 and v.metrics["train_acc_L128_c4_soft"] == 0.2
+    assert v.metrics["log10_max_logit_L512_c4_authors"] == pytest.approx(math.log10(3.2e20))
+
+
+def test_form_reading_every_verdict():
+    crit = C10bCriterion()
+    ok = dict(max_logit=10.0, float32_ok=True)
+    bad = dict(max_logit=1e40, float32_ok=False)
+    fits = authors_rows(c4=0.95)
+    assert form_reading(AUTHORS, "s", fits, ok, crit, "chameleon_filtered")[0].verdict == "partly reproduced"
+    assert form_reading(AUTHORS, "s", fits, bad, crit, "chameleon_filtered")[0].verdict == "partly reproduced"
+    assert form_reading(AUTHORS, "s", authors_rows(c4=0.5), bad, crit, "chameleon_filtered")[0].verdict == "not reproduced"
+    deep = pd.concat([fits, authors_rows(c4=0.95, depth=512)])   # the deepest network trained and fitting: reproduced
+    rd, accs = form_reading(AUTHORS, "s", deep, ok, crit, "chameleon_filtered")
+    assert rd.verdict == "reproduced" and accs == {64: 0.95, 512: 0.95}
+    assert rd.setting == "c = 4; s; trained at L = 64, 512"
+    deep_bad = pd.concat([fits, authors_rows(c4=math.nan, depth=512)])   # a diverged run counts as 0
+    assert form_reading(AUTHORS, "s", deep_bad, ok, crit, "chameleon_filtered")[0].verdict == "partly reproduced"
+    assert form_reading(AUTHORS, "s", authors_rows(c4=math.inf), ok, crit, "chameleon_filtered")[0].verdict == "not judged"
+
+
+def test_flip_note_ignores_other_readings_and_unjudged_ones():
+    from oversmoothing.judges import reading
+
+    rs = [reading("500 epochs", "x", "reproduced", "m", "k"), reading(SOFT, "x", None, "m", "k"),
+          reading(AUTHORS, "x", "not reproduced", "m", "")]
+    assert flip_note("not reproduced", rs) == ""
+    assert flip_note("reproduced", rs) == (" Verdict changed by a reading in the authors' own form: the authors' setup "
+                                           "reading gives not reproduced.")
+
+
+def test_the_readings_round_trip_into_the_claims_json(tmp_path, monkeypatch):
+    import json
+
+    from oversmoothing.report import ClaimsTable, Provenance
+
+    monkeypatch.setenv("OVERSMOOTHING_CLAIMS", str(tmp_path / "07.claims.json"))
+    t = ClaimsTable("07_x", Provenance(0, "cpu"))
+    t.record(judge_c10a(grid(), small_c=1.0, depth=64, dataset="chameleon_filtered", soft=soft_rows(),
+                        authors=authors_rows()))
+    t.record(c10b_forms(soft=soft_rows(), soft_init=SOFT_INIT, authors=authors_rows(), authors_init=AUTH_INIT))
+    d = json.loads(t.save().read_text())
+    got = {c["id"]: {r["name"]: r["verdict"] for r in c["readings"]} for c in d["claims"]}
+    assert got["C10a"] == {SOFT: "reproduced", AUTHORS: "reproduced"}
+    assert got["C10b"][SOFT] == "not reproduced" and got["C10b"][AUTHORS] == "partly reproduced"
+    assert d["metrics"]["train_acc_L64_c4_authors"] == 1.0 and "train_acc_res_gcn_L64_c4_authors" in d["metrics"]

@@ -175,3 +175,208 @@ def test_spearman_within_strata_removes_a_between_strata_confound():
     df = pd.concat(rows, ignore_index=True)
     assert gradients.partial_spearman(df, "y", "x") > 0.5
     assert gradients.partial_spearman(df, "y", "x", strata=["s"]) < -0.9
+
+
+# ----------------------------------------------------------------------------- the two forms of the normalisation
+from oversmoothing.models import FrobeniusNormalisation  # noqa: E402
+
+
+def _W(scale, seed=0):
+    return scale * torch.randn(6, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_hard_form_has_norm_c_and_soft_form_is_the_identity_below_c_and_the_hard_form_above():
+    c = 3.0   # not a power of two: c W/||W|| and W/(||W||/c) then round differently, and only the first is the hard form
+    hard, soft = FrobeniusNormalisation(c, "hard"), FrobeniusNormalisation(c, "soft")
+    for scale in (0.01, 0.2, 3.0, 7.0):
+        W = _W(scale)
+        n = float(torch.linalg.norm(W))
+        assert float(torch.linalg.norm(hard(W))) == pytest.approx(c, rel=1e-12)
+        if n < c:
+            assert torch.equal(soft(W), W)                               # below c: untouched
+        else:
+            assert torch.equal(soft(W), hard(W))                         # above c: the very same numbers
+        assert float(torch.linalg.norm(soft(W))) == pytest.approx(min(n, c), rel=1e-12)
+    with pytest.raises(ValueError):
+        FrobeniusNormalisation(1.0, "medium")
+    with pytest.raises(ValueError):
+        FrobeniusNormalisation(0.0)
+
+
+@pytest.mark.parametrize("mode,scale", [("hard", 0.1), ("hard", 3.0), ("soft", 0.1), ("soft", 3.0)])
+def test_gradients_flow_to_the_raw_weight_in_both_forms(mode, scale):
+    c = 2.0
+    W = _W(scale).requires_grad_(True)
+    G = _W(1.0, seed=1)
+    (FrobeniusNormalisation(c, mode)(W) * G).sum().backward()
+    n = float(torch.linalg.norm(W.detach()))
+    if mode == "soft" and n < c:
+        assert torch.equal(W.grad, G)                                    # the identity's gradient, exactly
+    else:                                                                # d(cW/||W||) = c/||W|| (I - u u^T) G
+        u = W.detach() / n
+        expect = c / n * (G - (u * G).sum() * u)
+        assert torch.allclose(W.grad, expect, atol=1e-12)
+        assert abs(float((W.grad * W.detach()).sum())) < 1e-9            # orthogonal to W: only the direction learns
+
+
+def test_the_smallest_raw_norm_ratio_is_recorded():
+    f = FrobeniusNormalisation(2.0, "soft")
+    assert f.min_ratio == math.inf
+    f(_W(1.0)); f(_W(0.1)); f(_W(5.0))
+    assert f.min_ratio == pytest.approx(float(torch.linalg.norm(_W(0.1))) / 2.0)
+    f.reset_min()
+    assert f.min_ratio == math.inf
+
+
+def _train(graph, mode, c, arch="res_gcn", epochs=25):
+    model = models.build(gradients.model_name(arch), 16, 16, 2, 6, lipschitz_c=c, seed=0, lipschitz_mode=mode)
+    h = fit(model, graph, epochs=epochs, lr=0.01, weight_decay=5e-4, measures=("mu",), signals=("X", "G"),
+            record_every=5, device="cpu", progress=False)
+    return model, h
+
+
+@pytest.mark.parametrize("arch", ["res_gcn", "res_gat"])
+def test_soft_and_hard_runs_are_the_same_run_bit_for_bit_while_the_raw_norms_stay_above_c(graph, arch):
+    """What chapter 07's soft_twins relies on: above c the soft form performs the hard form's operations."""
+    (mh, hh), (ms, hs) = _train(graph, "hard", 1.3, arch), _train(graph, "soft", 1.3, arch)
+    assert min(n.min_ratio for n in models.normalisations(mh)) > 1
+    assert hh.epochs.drop(columns="seconds").equals(hs.epochs.drop(columns="seconds"))
+    assert hh.layers.equals(hs.layers)
+    assert all(torch.equal(p, q) for p, q in zip(mh.parameters(), ms.parameters()))
+
+
+def test_soft_and_hard_runs_differ_once_the_raw_norm_is_below_c(graph):
+    (mh, hh), (ms, hs) = _train(graph, "hard", 50.0), _train(graph, "soft", 50.0)
+    assert max(n.min_ratio for n in models.normalisations(ms)) < 1
+    assert not hh.epochs.loss.equals(hs.epochs.loss)
+
+
+def test_the_gat_normalises_the_attentions_source_map(graph):
+    """PyG 2.8's single-head GATConv has one shared map `lin` (no lin_src/lin_dst): the map the authors' code
+    normalises under its older name lin_src.  The layer computes with the normalised weight."""
+    from torch_geometric.nn import GATConv
+
+    c = 1.5
+    model = models.build(gradients.model_name("res_gat"), 16, 16, 2, 2, lipschitz_c=c, seed=0)
+    conv = model.layers[0]
+    assert conv.lin_src is None and conv.lin_dst is None
+    assert models.attention_source_map(conv) is conv.lin
+    assert "weight" in conv.lin.parametrizations
+    assert float(torch.linalg.norm(conv.lin.weight.detach())) == pytest.approx(c, rel=1e-5)
+    plain = GATConv(16, 16, heads=1, bias=False, add_self_loops=False)
+    with torch.no_grad():
+        plain.lin.weight.copy_(conv.lin.weight)
+        plain.att_src.copy_(conv.att_src)
+        plain.att_dst.copy_(conv.att_dst)
+    ei = model.operator(graph)
+    X = torch.randn(graph.num_nodes, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(conv(X, ei), plain(X, ei), atol=1e-6)
+    bip = GATConv((16, 8), 16, heads=1)   # a bipartite layer keeps separate maps: the source one is lin_src
+    assert models.attention_source_map(bip) is bip.lin_src
+
+
+def test_the_authors_block_is_pygs_gcnconv_with_its_bias_and_their_encoder_and_decoder(graph):
+    from torch_geometric.nn import GCNConv
+
+    model = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 2, seed=0, branch_bias=True, encoder="linear_relu",
+                         decoder="mlp", lipschitz_c=4.0, lipschitz_mode="soft")
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.bias.copy_(torch.linspace(-1, 1, 16))
+    conv = GCNConv(16, 16)
+    with torch.no_grad():
+        conv.lin.weight.copy_(layer.weight.t())
+        conv.bias.copy_(layer.bias)
+    X = torch.randn(graph.num_nodes, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours = model._branch(layer, X, model.operator(graph))
+        assert torch.allclose(ours, conv(X, graph.edge_index), atol=1e-5)
+    from oversmoothing.models import Trace
+    t = Trace()
+    with torch.no_grad():
+        logits = model(graph.x, model.operator(graph), t)
+    assert bool((t.X[0] >= 0).all())                         # Linear -> ReLU encoder
+    assert model.decoder_hidden.weight.shape == (16, 16) and logits.shape == (graph.num_nodes, 2)
+    # normalised: the blocks' weights only, never a bias, the encoder or the decoder
+    assert len(models.normalisations(model)) == 2
+    assert not hasattr(model.encoder, "parametrizations") and not hasattr(model.decoder, "parametrizations")
+    with pytest.raises(ValueError):
+        models.build(gradients.model_name("res_gcn"), 16, 16, 2, 2, encoder="conv")
+
+
+# ----------------------------------------------------------------------------- early stopping, data, soft twins
+def test_early_stopping_ends_the_run_patience_epochs_after_the_best_validation_accuracy(graph):
+    model = models.build(gradients.model_name("res_gcn"), 16, 16, 2, 3, seed=0)
+    h = fit(model, graph, epochs=300, lr=0.05, patience=5, measures=("mu",), signals=("G",), record_every=100,
+            device="cpu", progress=False)
+    ep = h.epochs
+    stop, best = int(ep.epoch.iloc[-1]), int(ep.loc[ep.val_acc.idxmax(), "epoch"])
+    assert h.meta["stopped_at"] == stop < 300 and stop - best == 5
+    assert ep.val_acc.iloc[best + 1:].max() <= ep.val_acc.max()
+    assert stop in set(h.layers.epoch)                       # the last epoch is recorded (traced)
+    full = fit(models.build(gradients.model_name("res_gcn"), 16, 16, 2, 3, seed=0), graph, epochs=stop + 10, lr=0.05,
+               measures=(), signals=(), device="cpu", progress=False)
+    assert full.meta["stopped_at"] is None and len(full.epochs) == stop + 11
+    # up to the stop, early stopping changes nothing
+    assert ep.loss.to_numpy().tolist() == full.epochs.loss.iloc[:stop + 1].to_numpy().tolist()
+    with pytest.raises(ValueError):
+        fit(model, graph, epochs=3, patience=0, device="cpu", progress=False)
+
+
+def test_row_normalised_features_and_random_splits():
+    g = graphs.csbm(100, 2, 5.0, dim=6, seed=1)
+    g.x[3] = 0.0
+    g.x[4] = g.x.min()                                        # becomes a zero row after the shift
+    r = datasets.row_normalise(g)
+    sums = r.x.sum(1)
+    big = (g.x - g.x.min()).sum(1) >= 1
+    assert torch.allclose(sums[big], torch.ones(int(big.sum())))
+    assert bool((r.x >= 0).all()) and float(r.x[4].abs().sum()) == 0.0
+    s0, s0b, s1 = datasets.random_split(g, 0), datasets.random_split(g, 0), datasets.random_split(g, 1)
+    masks = torch.stack([s0.train_mask, s0.val_mask, s0.test_mask]).int()
+    assert bool((masks.sum(0) == 1).all())                    # disjoint and covering
+    assert [int(m.sum()) for m in (s0.train_mask, s0.val_mask, s0.test_mask)] == [60, 20, 20]
+    assert torch.equal(s0.train_mask, s0b.train_mask) and not torch.equal(s0.train_mask, s1.train_mask)
+    assert s0.meta["split"] == "random 0.6/0.2/0.2, seed 0"
+
+
+def test_the_authors_data_handling():
+    assert gradients.authors_data("cora", 2, seed=10) == dict(split=None, normalise_features=True, random_split_seed=12)
+    assert gradients.authors_data("chameleon_filtered", 2) == dict(split=2)
+    cfg = gradients.authors_config("citeseer", "res_gcn", 64, 4.0, 1, seed=0, epochs=50)
+    assert cfg["hidden"] == 256 and cfg["lr"] == 0.005 and cfg["weight_decay"] == 0.0 and cfg["patience"] == 100
+    assert cfg["epochs"] == cfg["record_every"] == 50 and cfg["lipschitz_mode"] == "soft" and cfg["seed"] == 1
+    assert cfg["encoder"] == "linear_relu" and cfg["decoder"] == "mlp" and cfg["branch_bias"] is True
+
+
+def test_soft_twins_reuse_the_hard_run_only_where_the_raw_norms_stayed_above_c(graph, monkeypatch, tmp_path):
+    monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", "off")
+    common = dict(epochs=6, record_every=6, device="cpu", hidden=16)
+    configs = [dict(arch="res_gcn", depth=3, lipschitz_c=None, seed=0), dict(arch="res_gcn", depth=3, lipschitz_c=1.0, seed=0),
+               dict(arch="res_gcn", depth=3, lipschitz_c=40.0, seed=0)]
+    done = pd.DataFrame([gradients.run(graph, **cfg, **common)[0] for cfg in configs])
+    calls = []
+    monkeypatch.setattr(gradients, "sweep", lambda todo, **kw: calls.append(todo) or pd.DataFrame(
+        [gradients.run(graph, **{k: v for k, v in t.items() if k != "dataset"}, **kw)[0] for t in todo]))
+    twins = gradients.soft_twins(configs, done, **common)
+    assert list(twins.c) == [1.0, 40.0] and list(twins.coincides) == [True, False]
+    assert len(calls) == 1 and [t["lipschitz_c"] for t in calls[0]] == [40.0]   # only the twin below c is trained
+    assert twins.lipschitz_mode.tolist() == ["soft", "soft"]
+    trained, _ = gradients.run(graph, **{**configs[1], "lipschitz_mode": "soft"}, **common)
+    assert twins.train_acc.iloc[0] == trained["train_acc"] and twins.final_loss.iloc[0] == trained["final_loss"]
+
+
+def test_chapters_06_and_07_label_the_equations_they_cite():
+    import json
+    import re
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    for name, want in (("06_gradient_similarity", {"eq-mu", "eq-gradient-similarity"}),
+                       ("07_lipschitz_remedies", {"eq-lipschitz-hard", "eq-lipschitz-soft", "eq-mean-field", "eq-growth"})):
+        text = "".join("".join(c["source"]) for c in json.loads((book / f"{name}.ipynb").read_text())["cells"]
+                       if c["cell_type"] == "markdown")
+        labels = set(re.findall(r"\$\$\s*\((eq-[\w-]+)\)", text))
+        refs = set(re.findall(r"\{eq\}`([^`]+)`", text))
+        assert want <= labels and want <= refs, name

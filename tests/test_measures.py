@@ -54,7 +54,10 @@ def test_relative_measures_are_scale_free_and_absolute_ones_are_not(X, graph):
 def test_mad_matches_the_definition_on_a_small_example():
     X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     c = 1 / np.sqrt(2)
-    # cosine distances: (0,1) = 1, (0,2) = 1 - c, (1,2) = 1 - c; mean over the 6 ordered pairs
+    # cosine distances: (0,1) = 1, (0,2) = 1 - c, (1,2) = 1 - c, all non-zero; node means (1 + (1 - c))/2,
+    # (1 + (1 - c))/2 and 1 - c, whose mean here equals the flat mean over the 6 ordered pairs
+    node = [(2 - c) / 2, (2 - c) / 2, 1 - c]
+    assert M.mad(X) == pytest.approx(np.mean(node))
     assert M.mad(X) == pytest.approx(2 * (1 + 2 * (1 - c)) / 6)
 
 
@@ -166,3 +169,41 @@ def test_mad_averages_node_means_over_non_zero_distances():
     node = [(1 + c) / 2, (1 + c) / 2, (2 + c) / 3, c]
     assert M.mad(X) == pytest.approx(np.mean(node), rel=1e-12)
     assert M.mad(torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]])) == 0.0  # one direction only
+
+
+# the edge cases of the convention (Chen et al.: node means over non-zero distances, nodes without one left out)
+def test_mad_of_one_row_or_no_rows_is_zero():
+    assert M.mad(torch.tensor([[1.0, 2.0, 3.0]])) == 0.0
+    assert M.mad(torch.zeros(1, 4)) == 0.0
+    assert M.mad(torch.zeros(0, 3)) == 0.0
+
+
+def test_mad_of_zero_rows_only_is_zero_and_zero_rows_drop_out():
+    assert M.mad(torch.zeros(5, 3)) == 0.0
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    padded = torch.cat([X, torch.zeros(3, 2)])
+    assert M.mad(X) == pytest.approx(1.0) and M.mad(padded) == pytest.approx(1.0)   # not 2/20, the flat pair mean
+    assert M.mad(torch.cat([torch.zeros(3, 2), X])) == pytest.approx(1.0)           # wherever the zero rows are
+
+
+def test_mad_with_duplicate_rows_drops_only_the_duplicate_pair():
+    """Rows 0 and 1 are equal: their pair is at distance 0 and leaves both node means; each still averages its
+    distance to row 2, so every node mean is 1 (the flat pair mean would be 4/6)."""
+    X = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert M.mad(X) == pytest.approx(1.0)
+    assert M.mad(torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])) == pytest.approx(1.0)   # parallel, not equal
+    # duplicating every row of a signal leaves its MAD unchanged (the copies add only zero distances)
+    Y = torch.randn(12, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert M.mad(torch.cat([Y, Y])) == pytest.approx(M.mad(Y), rel=1e-12)
+    assert M.mad(torch.cat([Y, Y])) == pytest.approx(_chen_mad(torch.cat([Y, Y])), rel=1e-12)
+    # every row the same direction (constant signal, or all duplicates): no non-zero distance at all
+    assert M.mad(torch.ones(6, 3)) == 0.0
+    assert M.mad(torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])) == 0.0
+
+
+def test_mad_does_not_depend_on_the_chunk_size():
+    Y = torch.relu(torch.randn(50, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    Y[::5] = 0.0
+    Y[1] = Y[2]
+    assert M.mad(Y, chunk=7) == pytest.approx(M.mad(Y), rel=1e-12)
+    assert M.mad(Y) == pytest.approx(_chen_mad(Y), rel=1e-12)

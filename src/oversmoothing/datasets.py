@@ -28,7 +28,8 @@ import torch
 
 from .graphs import Graph, _clean_edges
 
-__all__ = ["DATASETS", "NOT_MIRRORED", "load", "cache_dir", "offline", "ChecksumError", "DatasetUnavailable"]
+__all__ = ["DATASETS", "NOT_MIRRORED", "load", "cache_dir", "offline", "ChecksumError", "DatasetUnavailable",
+           "row_normalise", "random_split"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CHECKSUMS = _PACKAGE_ROOT / "data" / "SHA256SUMS"
@@ -262,7 +263,39 @@ def _masks(data, split: int | None):
     return [m.bool() for m in masks]
 
 
-def load(name: str, split: int | None = None, root: str | os.PathLike | None = None) -> Graph:
+def row_normalise(graph: Graph) -> Graph:
+    """The same graph with PyG's ``NormalizeFeatures`` applied to x: the smallest entry of x is subtracted from
+    every entry, then each row is divided by its sum when that sum is at least 1 (a zero row stays zero).  For
+    bag-of-words features (Cora, CiteSeer) every non-empty row then sums to 1."""
+    x = graph.x - graph.x.min()
+    x = x / x.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    g = Graph(x, graph.y, graph.edge_index, graph.train_mask, graph.val_mask, graph.test_mask, name=graph.name,
+              meta=dict(graph.meta))
+    g.meta["features"] = "row-normalised"
+    return g
+
+
+def random_split(graph: Graph, seed: int, train: float = 0.6, val: float = 0.2) -> Graph:
+    """The same graph with new masks: a uniformly random ``train`` / ``val`` / rest split of all nodes, drawn with
+    ``numpy.random.default_rng(seed)`` (round(train n) training and round(val n) validation nodes), the
+    proportions of the random 60/20/20 splits paper 2's first author uses for Cora/CiteSeer/PubMed
+    (``ml-postech/reverse-gnn``, ``src/utils.py``; our own draw, not their index sequence)."""
+    if not (0 < train and 0 <= val and train + val < 1):
+        raise ValueError(f"need 0 < train, 0 <= val and train + val < 1, got {train}, {val}")
+    n = graph.num_nodes
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+    n_train, n_val = int(round(train * n)), int(round(val * n))
+    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
+    masks[0][perm[:n_train]] = True
+    masks[1][perm[n_train:n_train + n_val]] = True
+    masks[2][perm[n_train + n_val:]] = True
+    g = Graph(graph.x, graph.y, graph.edge_index, *masks, name=graph.name, meta=dict(graph.meta))
+    g.meta["split"] = f"random {train:g}/{val:g}/{1 - train - val:g}, seed {seed}"
+    return g
+
+
+def load(name: str, split: int | None = None, root: str | os.PathLike | None = None, *,
+         normalise_features: bool = False, random_split_seed: int | None = None) -> Graph:
     """Load a dataset as an undirected, self-loop-free :class:`Graph`.
 
     name  : cora, citeseer, chameleon, squirrel, chameleon_filtered, squirrel_filtered, pubmed (not in the
@@ -270,9 +303,20 @@ def load(name: str, split: int | None = None, root: str | os.PathLike | None = N
             datasets available offline)
     split : None = Planetoid public split (cora/citeseer) or split 0 (others);
             an int k = the k-th of the 10 Geom-GCN (or Platonov et al.) 48/32/20 splits.
+    normalise_features : apply :func:`row_normalise` (PyG's ``NormalizeFeatures``).
+    random_split_seed  : replace the masks by :func:`random_split` (60/20/20) drawn with this seed.
     ``graph.meta['pyg_num_edges']`` keeps the edge count as PyG loads it (directed, with
     self-loops for chameleon/squirrel); ``graph.num_edges`` counts the cleaned graph.
     """
+    g = _load(name, split, root)
+    if normalise_features:
+        g = row_normalise(g)
+    if random_split_seed is not None:
+        g = random_split(g, random_split_seed)
+    return g
+
+
+def _load(name: str, split: int | None, root) -> Graph:
     key = name.lower()
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")

@@ -11,8 +11,9 @@ Let  X_bar = 1 1^T X / n  (every row replaced by the mean row).
                 edge counted once
 * ``mad``       mean average (cosine) distance of Chen et al. (2020), their convention: with
                 D_ij = 1 - cos(x_i, x_j), each node averages D_ij over the j with D_ij > 0, and MAD
-                averages those node means over the nodes whose mean is > 0 (a zero row, whose cosine
-                is undefined, and an exactly parallel pair count as distance 0, so they drop out)
+                averages those node means over the nodes that have such a j (a zero row, whose cosine
+                is undefined, and a parallel or duplicate pair count as distance 0, so they drop out;
+                one row, or no pair at a non-zero distance: MAD = 0)
 * relative forms, scale-free:  mu(X)/||X||_F,  D(X)/||X||_F^2  (MAD is already scale-free)
 
 Every measure is zero on a constant signal X = 1 v^T.
@@ -75,10 +76,16 @@ def mad(X: torch.Tensor, chunk: int = 4096, tol: float = 1e-12) -> float:
 
         D_ij = 1 - cos(x_i, x_j),   D_i = sum_j D_ij / #{j : D_ij > 0},   MAD = sum_i D_i / #{i : D_i > 0},
 
-    i.e. the mean over nodes of each node's mean NON-ZERO cosine distance.  A zero row (e.g. a node whose
-    ReLU units are all off) has no direction: its distances count as 0 and drop out, so MAD(X) is the
-    MAD of the non-zero rows alone.  Distances below ``tol`` (parallel rows up to rounding) count as 0;
-    a signal without any non-zero distance (constant direction, or all rows zero) has MAD 0."""
+    i.e. the mean, over the nodes that have at least one pair at a non-zero distance, of each node's mean
+    NON-ZERO cosine distance (the book's convention, Chen et al.'s).  The edge cases follow from it:
+
+    * a zero row (e.g. a node whose ReLU units are all off) has no direction: its distances count as 0 and
+      drop out, so MAD(X) is the MAD of the non-zero rows alone (all rows zero: 0);
+    * duplicate or parallel rows are at distance 0 from each other: that pair drops out of both node means,
+      and each of them still averages its distances to the other rows (a set of rows with one direction: 0);
+    * one row has no pair: MAD = 0.
+
+    Distances below ``tol`` count as 0 (parallel rows up to rounding: 1 - cos is computed in float64)."""
     n = X.shape[0]
     if n < 2:
         return 0.0

@@ -185,6 +185,10 @@ RULES.update({
     "small_c": _pos(), "gat_c": _floats(0, lo_open=True), "deep_seeds": _int(1), "gat_hidden": _int(1),
     "long_epochs": _int(1), "overflow_depth": _int(1), "train_overflow_depth": Rule("bool"), "widths": _ints(1),
     "n_boot": _int(0), "deep_c": _floats(0, lo_open=True),
+    # the readings in the authors' own forms (soft normalisation, ml-postech/reverse-gnn's setup)
+    "soft_depths": _ints(1), "authors_datasets": Rule("list", item="str", choices=DATASETS), "authors_depths": _ints(1),
+    "authors_c": _floats(0, lo_open=True), "authors_seeds": _int(1), "authors_hidden": _int(1),
+    "authors_epochs": _int(1), "authors_patience": _int(1),
 })
 
 # chapters 04-05: the init and optimiser readings (issue 22)

@@ -106,7 +106,7 @@ def _log_estimate(desc: str, planned: int, trained: int, seconds: float) -> None
 def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: float = 0.0,
         optimizer: str = "adam", loss: str = "ce", params=None, measures=("E",), signals=("X", "B"),
         record_every: int = 1, device="auto", seed: int | None = 0, progress: bool | None = None,
-        desc: str | None = None) -> History:
+        desc: str | None = None, patience: int | None = None) -> History:
     """Train ``model`` on ``graph`` full-batch and return a :class:`History`.
 
     params       : parameters to optimise (default: all); every layer's gradient is recorded anyway,
@@ -115,11 +115,16 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
                    (subset of X, H, B, G) at every recorded epoch.
     NaN/Inf in the loss or a gradient is recorded (``diverged`` column, ``History.diverged_at``)
     and ends training; it never raises.
+    patience     : early stopping: training ends at the first epoch whose validation accuracy has not
+                   improved strictly on the best one for ``patience`` epochs (that epoch is the last row, and
+                   is recorded like the final one; ``History.meta["stopped_at"]``); None: all ``epochs``.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"patience must be None or a positive integer, got {patience!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
     bad = [s for s in signals if s not in SIGNALS]
@@ -143,6 +148,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     from tqdm import tqdm
 
     epoch_rows, layer_rows, diverged_at = [], [], None
+    best_val, best_epoch, stopped_at = -math.inf, 0, None
     start = time.perf_counter()
     bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
                leave=False, mininterval=1.0)
@@ -175,10 +181,24 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
         row = dict(epoch=epoch, loss=sig.loss if ok else float("nan"),
                    train_acc=accuracy(logits, g.y, g.train_mask), val_acc=accuracy(logits, g.y, g.val_mask),
                    test_acc=accuracy(logits, g.y, g.test_mask), diverged=not ok)
+        if patience is not None and ok:
+            if row["val_acc"] > best_val:
+                best_val, best_epoch = row["val_acc"], epoch
+            elif epoch - best_epoch >= patience and epoch < epochs:
+                stopped_at = epoch
+                if traced and not recorded:   # the last epoch is recorded: the same pass again, traced
+                    torch.set_rng_state(rng)
+                    opt.zero_grad(set_to_none=True)
+                    model.train()
+                    _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+                elif not recorded:
+                    sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
+                                                                        for w in weights(model)], sig.dW)
+                recorded = True
         if recorded or not ok:
             layer_rows += _layer_rows(epoch, sig, g, measures if traced else (), signals if traced else ())
-        if not ok:
-            diverged_at = epoch
+        if not ok or stopped_at is not None:
+            diverged_at = None if ok else epoch
             row["seconds"] = time.perf_counter() - t0
             epoch_rows.append(row)
             break
@@ -189,7 +209,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
         bar.set_postfix(loss=f"{sig.loss:.3g}", refresh=False)
     bar.close()
     meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
-                wall_time_s=time.perf_counter() - start)
+                wall_time_s=time.perf_counter() - start, patience=patience, stopped_at=stopped_at)
     if os.environ.get(ESTIMATE_ENV):
         _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"])
     return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)

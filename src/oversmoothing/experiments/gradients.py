@@ -33,14 +33,15 @@ import pandas as pd
 
 from ..datasets import DATASETS, load
 from ..graphs import Graph
-from ..models import build, he_rescale_
+from ..models import build, he_rescale_, normalisations
 from ..training import fit
 from ..grid import per_process, plain, run_grid
 
 __all__ = ["ARCHITECTURES", "ARCHITECTURES_WITH_CONTROLS", "model_name", "similarity_summary", "run", "sweep", "init_scale", "residual_growth",
            "partial_spearman", "compare_predictors", "rank_comparison", "init_gradients", "init_summary", "InitProbes",
            "decay_rows", "normalised_mu", "precision_disagreement", "has_finite_epoch", "epoch_profiles",
-           "small_component_mask", "small_component_share", "normalisation_label", "residual_reading", "predictor_row"]
+           "small_component_mask", "small_component_share", "normalisation_label", "residual_reading", "predictor_row",
+           "AUTHORS_SETUP", "authors_data", "authors_config", "authors_runs", "soft_twins"]
 
 ARCHITECTURES = {"gcn": "GCN (no residual)", "res_gcn": "residual GCN", "res_gat": "residual GAT",
                  "res_mlp": "residual MLP (P = I)"}
@@ -97,40 +98,64 @@ def run(dataset: str | Graph, arch: str, depth: int, *, hidden: int = 32, lipsch
         epochs: int = 100, lr: float = 0.005, weight_decay: float = 5e-4, dropout: float = 0.0,
         split: int | None = 0, seed: int = 0, measures=("mu", "rel_mu"), signals=("X", "G"),
         record_every: int = 10, device="auto", progress=None, activation: str | None = None,
-        branch_scale: float = 1.0):
+        branch_scale: float = 1.0, lipschitz_mode: str = "hard", encoder: str = "linear", decoder: str = "linear",
+        branch_bias: bool = False, patience: int | None = None, normalise_features: bool = False,
+        random_split_seed: int | None = None):
     """Train ``arch`` with ``depth`` layers on ``dataset`` (a name for :func:`oversmoothing.datasets.load`
-    with ``split``, or a :class:`Graph`) and return ``(summary, history)``.
+    with ``split``, ``normalise_features`` and ``random_split_seed``, or a :class:`Graph`) and return
+    ``(summary, history)``.
 
     summary: dataset, arch, depth, c (``lipschitz_c``, None = no normalisation), split, seed,
     diverged / diverged_at, final train accuracy, ``test_acc`` = test accuracy at the epoch of best
     validation accuracy (finite epochs only), ``final_test_acc``, ``init_loss`` and ``final_loss``
     (training loss at epoch 0 and at the last finite epoch), wall time, and the similarity
-    summaries of :func:`similarity_summary`.  ``activation`` and ``branch_scale`` are passed to
-    the model (they appear in the row).  Divergence (NaN/Inf) is recorded, never raised."""
-    graph = dataset if isinstance(dataset, Graph) else load(dataset, split=split)
-    if isinstance(dataset, Graph):  # the graph knows which split it carries
+    summaries of :func:`similarity_summary`; ``epochs_run`` (the last epoch: below ``epochs`` when early
+    stopping with ``patience`` ended the run), ``best_epoch`` and ``train_acc_best`` (the epoch of best
+    validation accuracy and the training accuracy there), ``min_raw_ratio`` (the smallest ||W_raw||_F / c any
+    normalised weight had at any forward pass; inf without normalisation: above 1 the soft and hard forms
+    coincide, :class:`~oversmoothing.models.FrobeniusNormalisation`).  ``activation``, ``branch_scale``,
+    ``lipschitz_mode``, ``encoder``, ``decoder`` and ``branch_bias`` are passed to the model (they appear in the
+    row).  Divergence (NaN/Inf) is recorded, never raised."""
+    graph = dataset if isinstance(dataset, Graph) else load(dataset, split=split, normalise_features=normalise_features,
+                                                            random_split_seed=random_split_seed)
+    if isinstance(dataset, Graph) or random_split_seed is not None:  # the graph knows which split it carries
         split = graph.meta.get("split", split)
     model = build(model_name(arch), graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
-                  dropout=dropout, seed=seed, activation=activation, branch_scale=branch_scale)
+                  dropout=dropout, seed=seed, activation=activation, branch_scale=branch_scale,
+                  **_form_options(lipschitz_mode, encoder, decoder, branch_bias))
     h = fit(model, graph, epochs=epochs, lr=lr, weight_decay=weight_decay, measures=measures, signals=signals,
             record_every=record_every, device=device, seed=seed, progress=progress,
-            desc=f"{arch} L={depth} c={lipschitz_c}")
+            desc=f"{arch} L={depth} c={lipschitz_c}", patience=patience)
     ep = h.epochs.loc[~h.epochs["diverged"]]
     if len(ep):
         best = ep.loc[ep["val_acc"].idxmax()]
         test_acc, final_test, train_acc = float(best["test_acc"]), float(ep["test_acc"].iloc[-1]), float(ep["train_acc"].iloc[-1])
+        best_epoch, train_best = int(best["epoch"]), float(best["train_acc"])
     else:
-        test_acc = final_test = train_acc = float("nan")
+        test_acc = final_test = train_acc = train_best = float("nan")
+        best_epoch = None
     losses = ep["loss"].to_numpy(float)
+    ratios = [n.min_ratio for n in normalisations(model)]
     summary = dict(dataset=graph.name, arch=arch, depth=depth, c=lipschitz_c, split=split, seed=seed,
                    hidden=hidden, epochs=epochs, activation=activation or "default", branch_scale=branch_scale,
+                   lipschitz_mode=lipschitz_mode if lipschitz_c is not None else "none",
                    diverged=h.diverged, diverged_at=h.diverged_at,
                    train_acc=train_acc, test_acc=test_acc, final_test_acc=final_test,
                    init_loss=float(losses[0]) if len(losses) else float("nan"),
                    final_loss=float(losses[-1]) if len(losses) else float("nan"),
+                   epochs_run=int(h.epochs["epoch"].iloc[-1]), best_epoch=best_epoch, train_acc_best=train_best,
+                   min_raw_ratio=min(ratios) if ratios else math.inf,
                    seconds=h.meta["wall_time_s"])
     summary.update(similarity_summary(h.layers))
     return summary, h
+
+
+def _form_options(lipschitz_mode="hard", encoder="linear", decoder="linear", branch_bias=False) -> dict:
+    """The model options of :func:`run` that differ from the book's form (none for the book's form, so that the
+    networks without residual connections, which take none of them, are built as before)."""
+    given = dict(lipschitz_mode=lipschitz_mode, encoder=encoder, decoder=decoder, branch_bias=branch_bias)
+    book = dict(lipschitz_mode="hard", encoder="linear", decoder="linear", branch_bias=False)
+    return {k: v for k, v in given.items() if v != book[k]}
 
 
 def run_task(config: dict, graph: Graph):
@@ -144,7 +169,9 @@ def sweep_run(config: dict) -> dict:
     dataset is loaded once per process and (name, split)."""
     cfg = dict(config)
     name, split = cfg.pop("dataset"), cfg.get("split", 0)
-    graph = per_process(("dataset", name, split), lambda: load(name, split=split))
+    norm, rseed = cfg.pop("normalise_features", False), cfg.pop("random_split_seed", None)
+    graph = per_process(("dataset", name, split, norm, rseed),
+                        lambda: load(name, split=split, normalise_features=norm, random_split_seed=rseed))
     summary, _ = run_task(cfg, graph)
     return summary
 
@@ -177,17 +204,19 @@ def sweep(configs, **common) -> pd.DataFrame:
 
 
 def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschitz_c: float | None = None,
-               seed: int = 0, activation: str | None = None, branch_scale: float = 1.0) -> dict:
+               seed: int = 0, activation: str | None = None, branch_scale: float = 1.0, lipschitz_mode: str = "hard",
+               encoder: str = "linear", decoder: str = "linear", branch_bias: bool = False) -> dict:
     """One forward pass at initialisation in float64 (so that a float32 overflow can be measured, not
     only detected).  Returns ``log10_growth`` = log10 ||X(L)||_F/||X(0)||_F, ``max_logit`` = the largest
     |logit|, and ``float32_ok`` = whether every representation and logit stays below float32's largest
-    value (3.4e38), i.e. whether the float32 forward pass is finite."""
+    value (3.4e38), i.e. whether the float32 forward pass is finite.  The form options are :func:`run`'s."""
     import torch
 
     from ..models import Trace
 
     model = build(model_name(arch), graph.num_features, hidden, graph.num_classes, depth, lipschitz_c=lipschitz_c,
-                  seed=seed, activation=activation, branch_scale=branch_scale).double()
+                  seed=seed, activation=activation, branch_scale=branch_scale,
+                  **_form_options(lipschitz_mode, encoder, decoder, branch_bias)).double()
     op = model.operator(graph)
     if op is not None and op.is_floating_point():
         op = op.to(torch.float64)
@@ -198,7 +227,7 @@ def init_scale(graph: Graph, arch: str, depth: int, *, hidden: int = 64, lipschi
     peak = max(float(X.abs().max()) for X in record.X + [logits])
     x0, xl = float(torch.linalg.norm(record.X[0])), float(torch.linalg.norm(record.X[-1]))
     return dict(arch=arch, depth=depth, hidden=hidden, c=lipschitz_c, seed=seed, branch_scale=branch_scale,
-                activation=activation or "default", log10_growth=math.log10(xl / x0) if xl > 0 else -math.inf,
+                lipschitz_mode=lipschitz_mode, activation=activation or "default", log10_growth=math.log10(xl / x0) if xl > 0 else -math.inf,
                 max_logit=float(logits.abs().max()), float32_ok=bool(peak < big and math.isfinite(peak)))
 
 
@@ -559,3 +588,83 @@ def predictor_row(test: str, result: dict, a: str, b: str) -> dict:
     test, n, rho_grad, rho_repr, diff = |rho_grad| - |rho_repr|, ci_low, ci_high."""
     return dict(test=test, n=result["n"], rho_grad=result[f"rho_{a}"], rho_repr=result[f"rho_{b}"], diff=result["diff"],
                 ci_low=result["ci_low"], ci_high=result["ci_high"])
+
+
+# ----------------------------------------------------------------------------- chapter 07: the authors' own forms
+
+#: the training setup and network form of paper 2's first author's public code for deep residual GNNs
+#: (``ml-postech/reverse-gnn``: ``src/run_resgnn_rep.py`` for the optimiser, budget and early stopping,
+#: ``src/model_resgnn_rep.py`` for the encoder, the blocks and the decoder, ``src/spectral_norm_gnn.py`` for the
+#: soft normalisation), as keyword arguments of :func:`run`; the data side is :func:`authors_data`
+AUTHORS_SETUP = dict(hidden=256, lr=0.005, weight_decay=0.0, dropout=0.0, epochs=1000, patience=100,
+                     lipschitz_mode="soft", encoder="linear_relu", decoder="mlp", branch_bias=True)
+
+
+def authors_data(dataset: str, run_index: int, seed: int = 0) -> dict:
+    """The data keywords of :func:`run` for run ``run_index`` in the authors' setup: Cora and CiteSeer with
+    row-normalised features (PyG's ``NormalizeFeatures``) and a random 60/20/20 split drawn with seed
+    ``seed + run_index``; every other dataset with its raw features and its ``run_index``-th stored split (the
+    Platonov et al. splits of the filtered Chameleon/Squirrel, as the authors' loader reads them)."""
+    if DATASETS[dataset][1] == "planetoid":
+        return dict(split=None, normalise_features=True, random_split_seed=seed + run_index)
+    return dict(split=run_index)
+
+
+def authors_config(dataset: str, arch: str, depth: int, lipschitz_c: float | None, run_index: int, seed: int = 0,
+                   **overrides) -> dict:
+    """One configuration of :func:`sweep` in the authors' setup (:data:`AUTHORS_SETUP`, :func:`authors_data`),
+    weights seeded with ``seed + run_index``; only the first and the last epoch are traced.  ``overrides``
+    replace entries of the setup (e.g. a smaller ``epochs`` for a smoke build)."""
+    cfg = dict(AUTHORS_SETUP, **overrides)
+    cfg.update(dataset=dataset, arch=arch, depth=depth, lipschitz_c=lipschitz_c, seed=seed + run_index,
+               record_every=cfg["epochs"], **authors_data(dataset, run_index, seed))
+    return cfg
+
+
+def soft_twins(configs, done: pd.DataFrame, **common) -> pd.DataFrame:
+    """The soft-form twin (``lipschitz_mode="soft"``) of every normalised configuration of ``configs`` whose
+    hard-form run is the same-position row of ``done`` (``done = sweep(configs, **common)``).
+
+    Where that hard run's raw norms stayed above c at every forward pass (``min_raw_ratio > 1``) the soft run
+    performs the same floating-point operations from the same initial weights
+    (:class:`~oversmoothing.models.FrobeniusNormalisation`), so its row is the hard run's with
+    ``lipschitz_mode="soft"`` and ``coincides=True``; every other twin is trained (``coincides=False``).
+    Unnormalised configurations have no twin.  Returns one row per twin, in the order of ``configs``."""
+    rows, todo = [], []
+    for cfg, (_, row) in zip(configs, done.iterrows()):
+        if cfg.get("lipschitz_c") is None or cfg.get("lipschitz_mode", "hard") != "hard":
+            continue
+        if row["min_raw_ratio"] > 1:
+            rows.append(dict(row, lipschitz_mode="soft", coincides=True))
+        else:
+            rows.append(None)
+            todo.append(dict(cfg, lipschitz_mode="soft"))
+    trained = sweep(todo, **common) if todo else pd.DataFrame()
+    it = iter(trained.to_dict("records"))
+    out = [r if r is not None else dict(next(it), coincides=False) for r in rows]
+    return pd.DataFrame(out)
+
+
+def authors_runs(datasets, depths, constants, n_runs: int, *, seed: int = 0, device="auto", arch: str = "res_gcn",
+                 **overrides):
+    """Train ``arch`` in the authors' setup (:func:`authors_config`) for every dataset, depth, constant of
+    ``constants`` (None: no normalisation) and run index 0..``n_runs``-1; each run is a task of
+    :func:`oversmoothing.grid.run_grid` (cached).  Returns ``(rows, histories)``: the summary rows as one DataFrame
+    and a dict {(dataset, depth, c, run index): History} for the figures."""
+    rows, hists = [], {}
+    for d in datasets:
+        for i in range(n_runs):
+            data = authors_data(d, i, seed)
+            graph = load(d, split=data.get("split"), normalise_features=data.get("normalise_features", False),
+                         random_split_seed=data.get("random_split_seed"))
+            cfgs = []
+            for L in depths:
+                for c in constants:
+                    cfg = authors_config(d, arch, L, c, i, seed, **overrides)
+                    for k in ("dataset", "split", "normalise_features", "random_split_seed"):
+                        cfg.pop(k, None)   # the graph carries them
+                    cfgs.append(cfg)
+            for cfg, (summary, hist) in zip(cfgs, run_all(graph, cfgs, device=device)):
+                rows.append(dict(summary, run=i))
+                hists[(d, cfg["depth"], cfg["lipschitz_c"], i)] = hist
+    return pd.DataFrame(rows), hists

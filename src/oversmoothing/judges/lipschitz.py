@@ -7,19 +7,51 @@ Lipschitz (Frobenius) normalisation replaces every residual branch's weight by W
 dataset, arch, depth, c (NaN: no normalisation), seed, train_acc, test_acc), ``read512`` (the residual forms at
 the deepest L, at initialisation, indexed by reading), ``init`` (:func:`~oversmoothing.experiments.gradients.init_scale`
 rows).
+
+Two readings come from the same first author's public code for deep residual GNNs (``ml-postech/reverse-gnn``):
+*soft normalisation* (W <- W/max(1, ||W||_F/c), ``src/spectral_norm_gnn.py``) and *authors' setup* (their width,
+optimiser, budget with early stopping, data handling and encoder/decoder, ``src/run_resgnn_rep.py`` and
+``src/model_resgnn_rep.py``).  Where one of them changes the headline verdict, the measured text says so.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from . import NOT_REPRODUCED, PARTLY, REPRODUCED, Verdict, from_parts, reading, seeds_agree
+from ..report import verdict_of
 
 from ..experiments.gradients import ARCHITECTURES
 
-__all__ = ["C10aCriterion", "C10bCriterion", "mean_train_acc", "c10a_table", "residual_form_verdict", "judge_c10a", "judge_c10b"]
+__all__ = ["C10aCriterion", "C10bCriterion", "mean_train_acc", "c10a_table", "residual_form_verdict", "judge_c10a",
+           "judge_c10b", "form_reading", "SOFT", "AUTHORS", "AUTHORS_SETTING", "flip_note", "metric_name"]
+
+#: the names of the two readings in the authors' own forms (the same for C10a and C10b)
+SOFT, AUTHORS = "soft normalisation", "authors' setup"
+#: what the authors' setup changes, in words (:data:`oversmoothing.experiments.gradients.AUTHORS_SETUP`)
+AUTHORS_SETTING = ("ml-postech/reverse-gnn's setup: width 256, Adam lr 0.005, no weight decay or dropout, up to 1000 "
+                   "epochs with early stopping (patience 100, validation accuracy), ReLU encoder, Linear-ReLU-Linear "
+                   "decoder, GCNConv bias, soft normalisation; Cora/CiteSeer row-normalised with random 60/20/20 splits")
+
+
+def flip_note(headline: str, readings, names=(SOFT, AUTHORS)) -> str:
+    """The sentence a headline carries when a reading of ``names`` gives another (judged) verdict than
+    ``headline``: " The authors' setup gives: partly reproduced (L=64 acc 1.00)." (empty when none does)."""
+    out = []
+    for r in readings:
+        if r.name in names and r.verdict in (REPRODUCED, PARTLY, NOT_REPRODUCED) and r.verdict != headline:
+            out.append(f"the {r.name} reading gives {r.verdict}" + (f" ({r.key})" if r.key else ""))
+    return (" Verdict changed by a reading in the authors' own form: " + "; ".join(out) + ".") if out else ""
+
+
+def metric_name(arch: str, dataset: str, depth: int, tail: str, headline: str | None) -> str:
+    """``train_acc_<arch>_L<depth>_<tail>`` for the headline dataset (``headline``; None: every dataset), and
+    ``train_acc_<arch>_<dataset>_L<depth>_<tail>`` for the others (so that several datasets do not overwrite one
+    another's numbers, while the default profile's names stay as they were)."""
+    mid = "" if headline is None or dataset == headline else f"_{dataset}"
+    return f"train_acc_{arch}{mid}_L{depth}_{tail}"
 
 
 def mean_train_acc(runs: pd.DataFrame, arch: str, dataset: str, depth: int, c: float | None) -> tuple[float, int]:
@@ -61,27 +93,82 @@ def c10a_table(main: pd.DataFrame, criterion: C10aCriterion = C10aCriterion()) -
     return pd.DataFrame(rows, columns=["arch", "dataset", "depth", "none", "n", "best_c", "best", "ok"])
 
 
-def judge_c10a(main: pd.DataFrame, criterion: C10aCriterion = C10aCriterion(), *, small_c: float, depth: int) -> Verdict:
+def _c10a_measured(checks: pd.DataFrame) -> str:
+    return "; ".join(f"{ARCHITECTURES[r.arch]} {r.dataset} L={r.depth}: no normalisation {r.none:.2f}, c={r.best_c:g} "
+                     f"{r.best:.2f}" for r in checks.itertuples())
+
+
+def _c10a_key(checks: pd.DataFrame) -> str:
+    # the unnormalised networks' best (worst case) -> the best c's worst configuration
+    return f"{checks.none.max():.2f} → {checks.best.min():.2f}" if len(checks) else ""
+
+
+def _c10a_reading(name: str, setting: str, runs: pd.DataFrame, criterion: C10aCriterion, note: str = ""):
+    checks = c10a_table(runs, criterion)
+    if not len(checks):
+        return reading(name, setting, None, "no runs", "")
+    numbers = checks[["none", "best"]].to_numpy()
+    finite = bool(pd.notna(numbers).all() and (abs(numbers) < math.inf).all())
+    verdict = seeds_agree([REPRODUCED if ok else NOT_REPRODUCED for ok in checks.ok]).verdict if finite else None
+    return reading(name, setting, verdict, _c10a_measured(checks) + note, _c10a_key(checks))
+
+
+def _coincide_note(soft: pd.DataFrame) -> str:
+    if "coincides" not in soft or not len(soft):
+        return ""
+    k, n = int(soft.coincides.astype(bool).sum()), len(soft)
+    return (f" ({k}/{n} soft runs are their hard runs, whose raw ||W||_F stayed above c at every step; smallest "
+            f"||W_raw||_F/c {soft.min_raw_ratio.min():.2f})")
+
+
+def judge_c10a(main: pd.DataFrame, criterion: C10aCriterion = C10aCriterion(), *, small_c: float, depth: int,
+               dataset: str | None = None, soft: pd.DataFrame | None = None,
+               authors: pd.DataFrame | None = None, authors_criterion: C10aCriterion | None = None) -> Verdict:
     """C10a, "Lipschitz normalisation with some c lets residual GCNs and GATs of 64/128 layers fit the training set
     where the unnormalised network does not", on the trained runs ``main``, each (arch, dataset, depth) by
     ``criterion`` (:class:`C10aCriterion`, :func:`c10a_table`).  The measured text also counts the runs of the
-    residual GCN with ``small_c`` at ``depth`` layers (the first depth) that fit."""
+    residual GCN with ``small_c`` at ``depth`` layers (the first depth) that fit.  ``dataset``: the headline
+    dataset, whose metrics keep the plain names (:func:`metric_name`).
+
+    Readings: *soft normalisation* (``soft``: the soft-form twins of the normalised runs of ``main``, column
+    ``coincides`` as :func:`~oversmoothing.experiments.gradients.soft_twins` writes it, judged beside the
+    unnormalised runs of ``main``) and *authors' setup* (``authors``: normalised and unnormalised runs in that
+    setup, judged by ``authors_criterion``, default ``criterion``)."""
     checks = c10a_table(main, criterion)
     agreed = seeds_agree([REPRODUCED if ok else NOT_REPRODUCED for ok in checks.ok])
     small = main.loc[(main.arch == "res_gcn") & (main.depth == depth) & (main.c == small_c), "train_acc"]
-    measured = ("; ".join(f"{ARCHITECTURES[r.arch]} {r.dataset} L={r.depth}: no normalisation {r.none:.2f}, c={r.best_c:g} "
-                          f"{r.best:.2f}" for r in checks.itertuples())
+    measured = (_c10a_measured(checks)
                 + f" (train acc; c={small_c:g} at L={depth}: {int((small >= criterion.fit).sum())}/{len(small)} seeds fit)")
     metrics = {}
     for r in checks.itertuples():
-        metrics[f"train_acc_{r.arch}_L{r.depth}_none"] = r.none
-        metrics[f"train_acc_{r.arch}_L{r.depth}_c{r.best_c:g}"] = r.best
+        metrics[metric_name(r.arch, r.dataset, r.depth, "none", dataset)] = r.none
+        metrics[metric_name(r.arch, r.dataset, r.depth, f"c{r.best_c:g}", dataset)] = r.best
+    readings = []
+    if soft is not None and len(soft):
+        runs = pd.concat([main.loc[main.c.isna()], soft], ignore_index=True)
+        readings.append(_c10a_reading(SOFT, "W <- W/max(1, ||W||_F/c) instead of c W/||W||_F, every normalised run of "
+                                      "the grid", runs, criterion, _coincide_note(soft)))
+    if authors is not None and len(authors):
+        crit = authors_criterion or criterion
+        r = _c10a_reading(AUTHORS, AUTHORS_SETTING + f"; depths {sorted(set(authors.depth))}", authors, crit,
+                          f" (train acc when early stopping ended the run, epochs {_epochs(authors)})")
+        readings.append(r)
+        for row in c10a_table(authors, crit).itertuples():
+            metrics[metric_name(row.arch, row.dataset, row.depth, "none_authors", dataset)] = row.none
+            metrics[metric_name(row.arch, row.dataset, row.depth, f"c{row.best_c:g}_authors", dataset)] = row.best
     return Verdict(
         "C10a", "Lipschitz (Frobenius) normalisation lets residual GCNs and GATs of 64/128 layers fit the training set "
-        "where the unnormalised network does not (some c).", measured, criterion.text, agreed.verdict,
-        # the key number: the unnormalised networks' best (worst case) -> the best c's worst configuration
-        key=f"{checks.none.max():.2f} → {checks.best.min():.2f}" if len(checks) else "",
-        numbers=checks[["none", "best"]].to_numpy(), metrics=metrics)
+        "where the unnormalised network does not (some c).", measured + flip_note(agreed.verdict, readings),
+        criterion.text, agreed.verdict, key=_c10a_key(checks), numbers=checks[["none", "best"]].to_numpy(),
+        readings=readings, metrics=metrics)
+
+
+def _epochs(runs: pd.DataFrame) -> str:
+    """The epochs the runs of a table lasted: "175-217" (or one number)."""
+    if "epochs_run" not in runs or not len(runs):
+        return "?"
+    lo, hi = int(runs.epochs_run.min()), int(runs.epochs_run.max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +208,9 @@ def residual_form_verdict(acc: float, finite: bool, deep_acc: float | None, fit:
 
 def judge_c10b(main: pd.DataFrame, read512: pd.DataFrame, long_run: pd.DataFrame, init: pd.DataFrame,
                criterion: C10bCriterion = C10bCriterion(), *, dataset: str, depths, long_epochs: int,
-               predicted_growth: float, forms=(), deep_runs: pd.DataFrame | None = None) -> Verdict:
+               predicted_growth: float, forms=(), deep_runs: pd.DataFrame | None = None,
+               soft: pd.DataFrame | None = None, soft_init=None, authors: pd.DataFrame | None = None,
+               authors_init=None, authors_dataset: str | None = None) -> Verdict:
     """C10b, "with c = 4 it does so at 64/128/512 layers", on the residual GCN with c = ``criterion.c`` on
     ``dataset``: the trained runs ``main`` at ``depths``, ``read512`` (rows "literal" and one per residual-form
     reading, at ``criterion.overflow_depth`` layers at initialisation: max_logit, float32_ok, and the training
@@ -130,7 +219,10 @@ def judge_c10b(main: pd.DataFrame, read512: pd.DataFrame, long_run: pd.DataFrame
 
     Readings: *long_epochs epochs* (``long_run``, one run at the first depth: partly reproduced if it fits, the
     deepest network being unchanged), one per trained residual form of ``forms`` (:func:`residual_form_verdict`),
-    and *wider network* (``init`` rows at the deepest L, shown, not judged)."""
+    and *wider network* (``init`` rows at the deepest L, shown, not judged).  In the authors' own forms
+    (:func:`form_reading`): *soft normalisation* (``soft``: soft-form runs with c, at the depths trained; ``soft_init``:
+    the soft form at the deepest L at initialisation, max_logit and float32_ok) and *authors' setup* (``authors``,
+    ``authors_init`` the same in that setup, on ``authors_dataset``, default ``dataset``)."""
     c, fit, L_max, L0 = criterion.c, criterion.fit, criterion.overflow_depth, depths[0]
     lit = {L: mean_train_acc(main, "res_gcn", dataset, L, c)[0] for L in depths
            if mean_train_acc(main, "res_gcn", dataset, L, c)[1] > 0}
@@ -178,5 +270,48 @@ def judge_c10b(main: pd.DataFrame, read512: pd.DataFrame, long_run: pd.DataFrame
     metrics = {f"train_acc_L{L}_c{c:g}": a for L, a in lit.items()}
     metrics[f"train_acc_L{L0}_c{c:g}_{long_epochs}ep"] = long_acc
     metrics[f"log10_max_logit_L{L_max}_c{c:g}"] = math.log10(literal["max_logit"])
-    return Verdict("C10b", "With c = 4 it does so at 64/128/512 layers (Cora, CiteSeer, Chameleon, Squirrel).", measured,
-                   criterion.text, verdict, key=key, numbers=list(lit.values()), readings=readings, metrics=metrics)
+    if soft is not None and len(soft) and soft_init is not None:
+        r, accs = form_reading(SOFT, "W <- W/max(1, ||W||_F/c) instead of c W/||W||_F", soft, soft_init, criterion,
+                               dataset)
+        readings.append(replace(r, measured=r.measured + _coincide_note(soft.loc[soft.c == c])))
+        metrics.update({f"train_acc_L{L}_c{c:g}_soft": a for L, a in accs.items()})
+    if authors is not None and len(authors) and authors_init is not None:
+        r, accs = form_reading(AUTHORS, AUTHORS_SETTING, authors, authors_init, criterion, authors_dataset or dataset)
+        readings.append(replace(r, measured=r.measured + f" (early stopping ended the runs at epochs "
+                                f"{_epochs(authors.loc[authors.c == c])})"))
+        metrics.update({f"train_acc_L{L}_c{c:g}_authors": a for L, a in accs.items()})
+        metrics[f"log10_max_logit_L{L_max}_c{c:g}_authors"] = math.log10(float(authors_init["max_logit"]))
+    verdict = verdict_of(verdict, list(lit.values()))
+    return Verdict("C10b", "With c = 4 it does so at 64/128/512 layers (Cora, CiteSeer, Chameleon, Squirrel).",
+                   measured + flip_note(verdict, readings), criterion.text, verdict, key=key, numbers=list(lit.values()),
+                   readings=readings, metrics=metrics)
+
+
+def form_reading(name: str, setting: str, runs: pd.DataFrame, init_row, criterion: C10bCriterion, dataset: str):
+    """C10b in one of the authors' forms: the residual GCN with c = ``criterion.c`` trained at the depths of ``runs``
+    (mean training accuracy per depth, diverged runs as 0) and ``init_row`` (max_logit, float32_ok) at
+    ``criterion.overflow_depth`` layers at initialisation (trained too when ``runs`` has that depth).  The headline's
+    rule, every depth fits and the deepest forward pass is finite in float32: reproduced, some: partly, none: not;
+    where the deepest network is only examined at initialisation, at best *partly reproduced* (as for the
+    residual forms).  Returns (the :class:`Reading`, {depth: mean training accuracy})."""
+    c, fit, L_max = criterion.c, criterion.fit, criterion.overflow_depth
+    sel = runs.loc[(runs.arch == "res_gcn") & (runs.dataset == dataset) & (runs.c == c)]
+    accs = {int(L): float(g.train_acc.fillna(0).mean()) for L, g in sel.groupby("depth")}
+    n = {int(L): len(g) for L, g in sel.groupby("depth")}
+    finite = bool(init_row["float32_ok"])
+    parts = [a >= fit for L, a in accs.items()]
+    if L_max not in accs:
+        parts.append(finite)
+    verdict = from_parts(*parts) if parts else None
+    if verdict == REPRODUCED and L_max not in accs:
+        verdict = PARTLY
+    if any(not math.isfinite(a) for a in accs.values()):
+        verdict = None
+    fails = {L: a for L, a in accs.items() if a < fit}
+    logit = float(init_row["max_logit"])
+    key = (f"L={min(fails, key=fails.get)} acc {min(fails.values()):.2f}" if fails
+           else f"L{L_max} logit {logit:.0e}" if not finite else f"acc ≥ {min(accs.values()):.2f}" if accs else "")
+    measured = (", ".join(f"L={L}: train acc {a:.2f} ({n[L]} run{'s' if n[L] > 1 else ''})" for L, a in accs.items())
+                + f"; L={L_max} at init: largest logit {logit:.2g}, {'finite' if finite else 'overflows'} in float32")
+    return reading(name, f"c = {c:g}; {setting}; trained at L = {', '.join(map(str, accs)) or 'none'}", verdict,
+                   measured, key), accs

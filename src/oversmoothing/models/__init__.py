@@ -13,9 +13,9 @@ Modules: :mod:`~.layers` (Dense, P X, traces, normalisation, dropout), :mod:`~.i
 (paper 1), :mod:`~.residual` (paper 2), :mod:`~.remedies` (chapter 08), :mod:`~.registry`.
 """
 from .init import GAINS, activation_gain, glorot_init_, he_rescale_, kaiming_init_, orthogonal_init_, spectral_init_
-from .layers import (ACTIVATIONS, Dense, FrobeniusNormalisation, Trace, centred_softplus, check_propagation, dropout,
-                     graph_edges, input_dropout, input_linear, lipschitz_normalise, main_weight, propagate, record_input,
-                     record_layer, weights)
+from .layers import (ACTIVATIONS, Dense, FrobeniusNormalisation, Trace, attention_source_map, centred_softplus,
+                     check_propagation, dropout, graph_edges, input_dropout, input_linear, lipschitz_normalise, main_weight,
+                     normalisations, propagate, record_input, record_layer, weights)
 from .registry import INITS, MODELS, ModelSpec, build, twin
 from .remedies import (GCNII, MLP, APPNPNet, DropEdgeGCN, GraphTransformer, JKNet, PairNormGCN, PlainGAT, PlainGCN,
                        lipschitz_c_rule)
@@ -23,7 +23,7 @@ from .residual import ResidualGAT, ResidualGCN
 from .vanilla import VanillaGNN
 
 __all__ = ["ACTIVATIONS", "centred_softplus", "Trace", "record_input", "record_layer", "propagate", "Dense",
-           "FrobeniusNormalisation", "lipschitz_normalise", "main_weight", "weights", "check_propagation",
+           "FrobeniusNormalisation", "lipschitz_normalise", "normalisations", "attention_source_map", "main_weight", "weights", "check_propagation",
            "graph_edges", "input_dropout", "input_linear", "dropout", "spectral_init_", "orthogonal_init_",
            "he_rescale_", "GAINS", "activation_gain", "glorot_init_", "kaiming_init_", "VanillaGNN", "ResidualGCN", "ResidualGAT", "PlainGCN", "MLP", "JKNet", "DropEdgeGCN",
            "PairNormGCN", "APPNPNet", "GCNII", "PlainGAT", "GraphTransformer", "lipschitz_c_rule", "MODELS",

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 __all__ = ["ACTIVATIONS", "centred_softplus", "Trace", "record_input", "record_layer", "propagate", "Dense",
-           "FrobeniusNormalisation", "lipschitz_normalise",
+           "FrobeniusNormalisation", "lipschitz_normalise", "normalisations", "attention_source_map",
            "main_weight", "weights", "check_propagation", "graph_edges", "input_dropout", "input_linear", "dropout"]
 
 # softplus and tanh satisfy paper 1's Assumption 4 (rho' Lipschitz); relu and elu do not.
@@ -147,13 +147,24 @@ def propagate(op, X: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- weights
 class Dense(nn.Module):
-    """X -> X W with W of shape [d_in, d_out] (the papers' right-multiplication convention)."""
+    """X -> X W (+ b) with W of shape [d_in, d_out] (the papers' right-multiplication convention).
 
-    def __init__(self, d_in: int, d_out: int, bias: bool = False):
+    ``init="glorot"`` (default): W Glorot-uniform, b = 0; ``init="torch"``: ``torch.nn.Linear``'s own default,
+    W and b uniform in +-1/sqrt(d_in) (what a plain ``nn.Linear`` encoder or decoder starts from)."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = False, init: str = "glorot"):
         super().__init__()
+        if init not in ("glorot", "torch"):
+            raise ValueError(f"init must be 'glorot' or 'torch', got {init!r}")
         self.weight = nn.Parameter(torch.empty(d_in, d_out))
         self.bias = nn.Parameter(torch.zeros(d_out)) if bias else None
-        nn.init.xavier_uniform_(self.weight)
+        if init == "glorot":
+            nn.init.xavier_uniform_(self.weight)
+        else:   # nn.Linear.reset_parameters on the [d_out, d_in] view
+            bound = 1 / math.sqrt(d_in)
+            nn.init.kaiming_uniform_(self.weight.data.t(), a=math.sqrt(5))
+            if self.bias is not None:
+                nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, X):
         out = X @ self.weight
@@ -164,14 +175,19 @@ class FrobeniusNormalisation(nn.Module):
     """Paper 2's Lipschitz normalisation of a weight, as a parametrisation (the optimiser updates W_raw, the
     forward pass sees W):
 
-    * ``mode="hard"``: W = c W_raw / ||W_raw||_F, so ||W||_F = c at every step (the summary's wording of
-      paper 2);
+    * ``mode="hard"``: W = c W_raw / ||W_raw||_F, so ||W||_F = c at every step: the summary's wording of
+      paper 2 ("W <- c W/||W||_F");
     * ``mode="soft"``: W = W_raw / max(1, ||W_raw||_F / c), a rescaling only when ||W_raw||_F exceeds c (the
-      identity below it, the hard form above it): the form of the same first author's public code for deep
-      residual GNNs (``ml-postech/reverse-gnn``, ``src/spectral_norm_gnn.py``).
+      identity below c, the hard form above it): the form of the same first author's public code for deep
+      residual GNNs (repository ``ml-postech/reverse-gnn``, file ``src/spectral_norm_gnn.py``, the
+      normalisation of its invertible residual GCN/GAT blocks).
 
     Either way ||W||_2 <= ||W||_F <= c, so the layer's Lipschitz constant is at most c (times the
-    operator's and the activation's)."""
+    operator's and the activation's).  Above c the soft form computes exactly the hard form's floating-point
+    operations (its other branch gets a zero gradient), so a training run whose raw norms stay above c at every
+    forward pass is the same run, bit for bit, under either mode.  :attr:`min_ratio` keeps the smallest
+    ||W_raw||_F / c this parametrisation has seen since it was made (or :meth:`reset_min`): above 1, the soft
+    form never acted differently from the hard one."""
 
     MODES = ("hard", "soft")
 
@@ -183,12 +199,23 @@ class FrobeniusNormalisation(nn.Module):
             raise ValueError(f"unknown normalisation mode {mode!r}; choose 'hard' (c W/||W||_F) or "
                              f"'soft' (W/max(1, ||W||_F/c))")
         self.c, self.mode = float(c), mode
+        self._min_norm = None   # a 0-dim tensor on the weight's device (no host sync per forward pass)
+
+    @property
+    def min_ratio(self) -> float:
+        return math.inf if self._min_norm is None else float(self._min_norm) / self.c
+
+    def reset_min(self) -> None:
+        self._min_norm = None
 
     def forward(self, W):
         norm = torch.linalg.norm(W)
+        n = norm.detach()
+        self._min_norm = n if self._min_norm is None else torch.minimum(self._min_norm.to(n.device), n)
+        hard = self.c * W / norm
         if self.mode == "hard":
-            return self.c * W / norm
-        return W / torch.clamp(norm / self.c, min=1.0)
+            return hard
+        return torch.where(norm > self.c, hard, W)
 
 
 def lipschitz_normalise(module: nn.Module, c: float, name: str = "weight", mode: str = "hard") -> nn.Module:
@@ -196,6 +223,27 @@ def lipschitz_normalise(module: nn.Module, c: float, name: str = "weight", mode:
     W <- W/max(1, ||W||_F/c)) on ``module.<name>`` (in place; returns the module)."""
     parametrize.register_parametrization(module, name, FrobeniusNormalisation(c, mode))
     return module
+
+
+def normalisations(model: nn.Module) -> list[FrobeniusNormalisation]:
+    """Every :class:`FrobeniusNormalisation` registered in ``model`` (in module order)."""
+    return [m for m in model.modules() if isinstance(m, FrobeniusNormalisation)]
+
+
+def attention_source_map(conv: nn.Module) -> nn.Module:
+    """The linear map a PyG ``GATConv`` applies to the source (neighbour) features x_j before attending: the
+    one paper 2's first author normalises (``lin_src`` in ``ml-postech/reverse-gnn``, ``src/spectral_norm_gnn.py``).
+
+    With one integer ``in_channels`` PyG 2.8's ``GATConv`` keeps a single shared map ``lin`` (``lin_src`` and
+    ``lin_dst`` are None): the same matrix maps sources and targets.  PyG before 2.5 called that shared map
+    ``lin_src`` (with ``lin_dst = lin_src``), which is the module the authors' code normalised.  So the source
+    map is ``conv.lin`` when there is one, else ``conv.lin_src`` (a bipartite layer)."""
+    lin = getattr(conv, "lin", None)
+    if lin is None:
+        lin = getattr(conv, "lin_src", None)
+    if lin is None:
+        raise TypeError(f"{type(conv).__name__} has neither .lin nor .lin_src")
+    return lin
 
 
 def main_weight(layer: nn.Module):

@@ -65,11 +65,14 @@ def _deep_gcn(propagation: str):
 
 def _paper2_residual(cls, **fixed):
     def make(in_dim, hidden, out_dim, depth, *, lipschitz_c=None, dropout: float = 0.0, seed: int = 0,
-             activation=None, branch_scale: float = 1.0, lipschitz_mode: str = "hard", norm: str | None = None):
-        """Paper 2's residual network X(k) = X(k-1) + rho(H(k)) (``activation=None``: its own default);
-        ``norm`` ("layernorm", "pairnorm"; residual GCN only) normalises every branch before rho."""
+             activation=None, branch_scale: float = 1.0, lipschitz_mode: str = "hard", encoder: str = "linear",
+             decoder: str = "linear", branch_bias: bool = False, norm: str | None = None):
+        """Paper 2's residual network X(k) = X(k-1) + rho(H(k)) (``activation=None``: its own default;
+        ``encoder``/``decoder``/``branch_bias``: the book's form by default, the authors' code's form with
+        "linear_relu"/"mlp"/True; ``norm`` ("layernorm", "pairnorm"; residual GCN only) normalises every branch
+        before rho)."""
         kw = dict(dropout=dropout, lipschitz_c=lipschitz_c, seed=seed, branch_scale=branch_scale,
-                  lipschitz_mode=lipschitz_mode, **fixed)
+                  lipschitz_mode=lipschitz_mode, encoder=encoder, decoder=decoder, branch_bias=branch_bias, **fixed)
         if activation is not None:
             kw["activation"] = activation
         if norm is not None:
