@@ -46,3 +46,13 @@ def minibook(tmp_path) -> Path:
     dst = tmp_path / "minibook"
     shutil.copytree(FIXTURE_BOOK, dst)
     return dst
+
+
+@pytest.fixture(autouse=True)
+def _fresh_grid_memo():
+    """Every test starts with run_grid's in-process memo empty (a run a test asks for twice is computed once)."""
+    from oversmoothing import grid
+
+    grid._MEMO.clear()
+    yield
+    grid._MEMO.clear()

@@ -345,7 +345,7 @@ def two_caches(tmp_path, minibook, monkeypatch):
     monkeypatch.delenv("OVERSMOOTHING_CLAIMS")
     grid.run_grid(table, [dict(log=str(log), n=3)], cache=folder, device="cpu")
     monkeypatch.undo()
-    (folder / "ab").mkdir()
+    (folder / "ab").mkdir(exist_ok=True)  # (a real entry may start with "ab" too)
     (folder / "ab" / ("ab" + "1" * 62 + ".pkl")).write_bytes(b"\x80\x04K\x01.")
     (folder / "ab" / ("ab" + "2" * 62 + ".run")).write_bytes(b"OVERSMOOTHING-RUN 1\n{")
     tmp = folder / "ab" / ".ab1111111111.x.tmp"

@@ -149,7 +149,9 @@ def test_training_grids_of_the_chapters_run_through_run_grid(tmp_path, monkeypat
     assert len(trained) == len(TRAP_RUNS)  # all read back
     monkeypatch.setenv("OVERSMOOTHING_GRID_CACHE", "off")
     ep3, la3 = traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
-    assert len(trained) == 2 * len(TRAP_RUNS)
+    assert len(trained) == 2 * len(TRAP_RUNS)  # cache off: everything trains again ...
+    traps.train_grid(g, TRAP_RUNS, hidden=8, epochs=6, device="cpu")
+    assert len(trained) == 2 * len(TRAP_RUNS)  # ... once per process (grid._MEMO)
     for a, b, c in ((ep, ep2, ep3), (la, la2, la3)):
         pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"), b.drop(columns="seconds", errors="ignore"), check_exact=True)
         pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"), c.drop(columns="seconds", errors="ignore"), check_exact=True)

@@ -137,6 +137,8 @@ class Provenance:
     @staticmethod
     def executor() -> str:
         """Where the chapter's training grids ran: "local", "dask: N workers" or "dask: <scheduler address>"."""
+        if os.environ.get("OVERSMOOTHING_AUTO_WORKERS"):
+            return f"dask: {os.environ['OVERSMOOTHING_AUTO_WORKERS']} local workers (the build's free cores)"
         if os.environ.get("OVERSMOOTHING_SCHEDULER"):
             return f"dask: {os.environ['OVERSMOOTHING_SCHEDULER']}"
         workers = os.environ.get("OVERSMOOTHING_WORKERS", "")

@@ -44,7 +44,7 @@ from __future__ import annotations
 from .cache import (auto_device, data_digest, environment_digests, executed_record, lock_digest,
                     resolved_device, tree_hash)
 from .errors import BookError, BuildFailed, Interrupted
-from .execute import busy_cores, fair_share_threads
+from .pool import auto_cluster, auto_workers, busy_cores, fair_share_threads
 from .folders import FolderLock, new_folder
 from .pages import claim_rows, key_number, parameters_page, report_page, summary_page, verdict_matrix
 from .parameters import (DEVICES, Param, check_value, parameters_source, parse_assignment, parse_parameters,

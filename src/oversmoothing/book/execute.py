@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cache import META, _file_sha
 from .errors import Interrupted
+from .pool import auto_cluster, busy_cores, fair_share_threads
 
 KERNEL = "python3"
 INJECTED_HEADER = "# Injected by the runner ({how}): overrides the defaults"
@@ -260,23 +261,6 @@ def _failure_message(ch_stem: str, source_path: Path, res: dict) -> str:
     return msg
 
 
-def busy_cores(interval: float = 0.5) -> float:
-    """Cores kept busy by other processes right now (system-wide CPU use over ``interval`` seconds, in cores)."""
-    import psutil
-
-    return psutil.cpu_percent(interval=interval) / 100.0 * (psutil.cpu_count() or 1)
-
-
-def fair_share_threads(workers: int, cores: int | None = None, busy: float = 0.0) -> dict[str, str]:
-    """Environment of one of ``workers`` kernels run at once: torch, OpenMP and MKL threads =
-    (cores - cores busy with other work) // workers, at least 1. Threads on busy cores thrash: chapter 06
-    with 2 threads beside 2 busy processes on 2 cores took 199 s, with 1 thread 42 s (28 s idle).
-    ``OVERSMOOTHING_THREADS`` set by the user wins."""
-    free = (cores or os.cpu_count() or 1) - int(busy + 0.5)
-    n = os.environ.get("OVERSMOOTHING_THREADS") or str(max(1, free // max(1, workers)))
-    return {"OVERSMOOTHING_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-
-
 def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool, env: dict | None = None) -> list[dict]:
     """Execute the jobs, ``n_jobs`` worker processes at a time, with a progress bar; each finished job is
     committed at once. Ctrl-C/SIGTERM: queued jobs are cancelled, running kernels killed, their tmp
@@ -287,8 +271,17 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool, env: dic
     if not jobs:
         return results
     workers = max(1, min(n_jobs, len(jobs)))
+    with auto_cluster(env, jobs) as env:
+        return _run_started(jobs, workers, desc, progress, env)
+
+
+def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env: dict | None) -> list[dict]:
+    """:func:`_run_jobs` once the executor of the training grids is settled (``env``)."""
+    from tqdm.auto import tqdm
+
+    results: list[dict] = []
     # every kernel gets its fair share of the free cores: parallel chapters and busy machines never oversubscribe
-    # with Dask (env from scale_out_env) the work runs on the cluster's workers: the kernels need 1 thread
+    # with Dask (env from scale_out_env or auto_cluster) the work runs on the cluster's workers: kernels need 1 thread
     share = (fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores())
              if not (env or {}).get("OVERSMOOTHING_EXECUTOR") else {k: os.environ.get("OVERSMOOTHING_THREADS", "1") for k in
                               ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})

@@ -43,6 +43,11 @@ def _append(env: str, record: dict) -> None:
             f.write(json.dumps(record, default=str) + "\n")
 
 
+#: with the run cache off, the results this process computed, by cache key: a run asked for twice in one kernel
+#: (two grids of a chapter, a reading that repeats a headline run) is still computed once
+_MEMO: dict = {}
+
+
 def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = None, workers: int | None = None,
              scheduler: str | None = None, cache=None, device=None, desc: str | None = None,
              progress: bool | None = None, retries: int = 1, tls: dict | None = None) -> GridResults:
@@ -61,7 +66,8 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
     scheduler : address of a running Dask scheduler to join instead (e.g. "tls://10.0.0.5:8786").
     tls       : {"ca": file, "cert": file, "key": file} securing the connection to ``scheduler``
                 (default: $OVERSMOOTHING_TLS_CA/CERT/KEY; none: Dask's ``distributed.comm.tls`` config).
-    cache     : a folder, False (no cache), or None (:func:`cache_dir`).  A result that is not data
+    cache     : a folder, False (no cache), or None (:func:`cache_dir`).  With no cache, a run this process already
+                computed is not run again (:data:`_MEMO`).  A result that is not data
                 (:mod:`~oversmoothing.grid.codec`) or a failed write is returned, not cached (a :class:`CacheWarning`).
     device    : "auto" | "cpu" | "cuda[:i]" (None = "auto"), resolved once (on a cluster: "cuda" when
                 every worker has a GPU resource); its type (cpu/cuda) is in the cache key and it is passed
@@ -105,7 +111,7 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
     out = GridResults([None] * len(configs))
     todo = {}  # key -> indices needing it (identical runs computed once)
     for i, k in enumerate(keys):
-        hit, res = entries.load(folder, k)
+        hit, res = (True, _MEMO[k]) if folder is None and k in _MEMO else entries.load(folder, k)
         if hit:
             out[i] = res
             out.cached += 1
@@ -119,7 +125,7 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
     if os.environ.get(ESTIMATE_ENV):
         folder = None  # a dry run's runs train a few epochs only: never cache them
 
-    def done(config, seconds):
+    def done(config, seconds):  # noqa: ARG001 - (the result is memoised below, after the executor returns it)
         _append(LOG_ENV, {"kind": "run", "fn": name, "seconds": round(seconds, 3), "device": config.get("device", dev),
                           "config": config})
     from tqdm import tqdm
@@ -133,4 +139,6 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
             executors.run_dask(client, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs, done)
     finally:
         bar.close()
+    if folder is None and not os.environ.get(ESTIMATE_ENV):  # with a cache, the cache remembers
+        _MEMO.update((k, out[i]) for i, k in enumerate(keys) if out[i] is not None)
     return out
