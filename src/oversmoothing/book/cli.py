@@ -1,6 +1,7 @@
 """Command line of the book runner: ``python -m oversmoothing {build,run,sweep,params,cache}``.
 
     python -m oversmoothing build --profile smoke            # execute the chapters, render _build/html
+    python -m oversmoothing build --dry-run                  # the build's training runs and its estimated time
     python -m oversmoothing run 04 -p depth=64 -p device=cuda  # one chapter with other parameters
     python -m oversmoothing sweep 04 -p depth=8,16,32 -p seed=0,1,2 --jobs 2
     python -m oversmoothing params 04                        # a chapter's parameters and defaults
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     common(b)
     b.add_argument("--chapters", nargs="+", metavar="CHAPTER", help="only these chapters (stem, number or path)")
     b.add_argument("--force", action="store_true", help="re-execute every chapter, even unchanged ones")
+    b.add_argument("--dry-run", action="store_true", help="build nothing: per chapter, the training runs and epochs, "
+                   "how many are in the run cache, and the estimated wall time (every run trains 2 timed epochs)")
     b.add_argument("--out", help="HTML goes to OUT/_build/html (default: the project root)")
     b.add_argument("--staging", help="staging folder for executed notebooks (default: ROOT/_staging)")
     b.add_argument("--no-html", action="store_true", help="execute only, do not run jupyter-book")
@@ -136,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cache":
             return _cache_command(args)
         root = book.find_root() if args.root is None else args.root
-        if args.command == "build":
+        if args.command == "build" and args.dry_run:
+            from .estimate import dry_run
+
+            dry_run(root, profile=args.profile, device=args.device, chapters_=args.chapters,
+                    progress=not args.no_progress, staging=args.staging)
+        elif args.command == "build":
             res = book.build(root, profile=args.profile, device=args.device, chapters_=args.chapters,
                              jobs=args.jobs, force=args.force, out=args.out, staging=args.staging,
                              html=not args.no_html, progress=not args.no_progress, verbose=args.verbose,
