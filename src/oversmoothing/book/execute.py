@@ -74,6 +74,7 @@ def _execute(job: dict) -> dict:
         seconds = round(time.perf_counter() - t0, 2)
         _finish_notebook(tmp_nb, job["how"], {
             "key": job.get("key") or "run", "parameters": job["parameters"], "seconds": seconds,
+            "runs": runs_logged(job),
             "claims_sha256": _file_sha(tmp_json), "how": job["how"],
             "finished": _dt.datetime.now().isoformat(timespec="seconds")})
         res["ok"] = True
@@ -193,6 +194,27 @@ def _cleanup_job(job: dict) -> None:
         Path(job[key]).unlink(missing_ok=True)
     Path(job["result"]).with_suffix(".job.json").unlink(missing_ok=True)
     Path(job["env"]["OVERSMOOTHING_CLAIMS"]).unlink(missing_ok=True)
+    if job["env"].get("OVERSMOOTHING_GRID_LOG", "").endswith(".runs.jsonl"):
+        Path(job["env"]["OVERSMOOTHING_GRID_LOG"]).unlink(missing_ok=True)
+
+
+def runs_logged(job: dict) -> int:
+    """How many training runs the job's grids have finished so far (computed or read back; their log)."""
+    try:
+        with open(job["env"]["OVERSMOOTHING_GRID_LOG"], "rb") as f:
+            return sum(1 for _ in f)
+    except (OSError, KeyError):
+        return 0
+
+
+def _runs_postfix(running: dict) -> str:
+    """The progress bar's note: each running chapter's training runs done (of the last build's count)."""
+    parts = []
+    for name, (_, job) in running.items():
+        done, expected = runs_logged(job), job.get("runs_expected")
+        if done or expected:
+            parts.append(f"{name.split('_')[0]}: {done}" + (f"/{expected}" if expected else "") + " runs")
+    return ", ".join(parts)
 
 
 def _commit(job: dict, res: dict) -> None:
@@ -287,8 +309,9 @@ def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env:
                               ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     for j in jobs:
         j["env"] = {**j["env"], **share, **(env or {})}
+        j["env"].setdefault("OVERSMOOTHING_GRID_LOG", str(Path(j["result"]).with_suffix(".runs.jsonl")))
     bar = tqdm(total=len(jobs), desc=desc, unit="nb", disable=not progress, file=sys.stderr)
-    pending, running = list(jobs), {}
+    pending, running, shown = list(jobs), {}, 0.0
     with _signals_deferred() as got:
         try:
             while (pending or running) and not got:
@@ -296,6 +319,9 @@ def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env:
                     job = pending.pop(0)
                     running[job["name"]] = (_start_worker(job), job)
                 time.sleep(0.05)
+                if progress and time.monotonic() - shown > 1.0:
+                    bar.set_postfix_str(_runs_postfix(running), refresh=True)
+                    shown = time.monotonic()
                 for name, (proc, job) in list(running.items()):
                     if proc.poll() is None:
                         continue

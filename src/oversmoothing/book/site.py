@@ -193,8 +193,10 @@ def build(root: str | Path | None = None, profile: str = "default", device: str 
                 result.seconds[ch.stem] = record.get("seconds")
                 continue
             how = f"profile {profile}" + (f", device {params['device']}" if "device" in params else "")
+            expected = (record or {}).get("runs")   # the last build's count of training runs, for the progress bar
             tmp = stage_dir / "tmp"
             todo.append({"name": ch.stem, "input": str(ch.path), "parameters": params, "how": how, "key": key,
+                         "runs_expected": expected,
                          "out_nb": str(out_nb), "out_json": str(out_json),
                          "tmp_nb": str(tmp / f"{ch.stem}.ipynb"), "result": str(tmp / f"{ch.stem}.result.json"),
                          "failed_nb": str(stage_dir / "failed" / f"{ch.stem}.ipynb"),
