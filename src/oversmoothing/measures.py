@@ -29,13 +29,17 @@ __all__ = ["mu", "E", "dirichlet", "mad", "rel_mu", "rel_E", "rel_dirichlet", "r
            "measure", "spectral_norm", "theorem2_bound", "pairwise_sq_sum", "laplacian_quadratic"]
 
 
-def _centred(X: torch.Tensor) -> torch.Tensor:
-    return X - X.mean(0, keepdim=True)
+def _centred64(X: torch.Tensor) -> torch.Tensor:
+    """X - 1 1^T X / n in float64, as a new tensor (the float64 copy centred in place: the same numbers as
+    ``X.double() - X.double().mean(0)`` with one allocation less)."""
+    Xc = X.to(torch.float64, copy=True)
+    Xc -= Xc.mean(0, keepdim=True)
+    return Xc
 
 
 def mu(X: torch.Tensor) -> float:
     """mu(X) = ||X - 1 1^T X / n||_F."""
-    return float(torch.linalg.norm(_centred(X.double())))
+    return float(torch.linalg.norm(_centred64(X)))
 
 
 def pairwise_sq_sum(X: torch.Tensor) -> float:

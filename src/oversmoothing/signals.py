@@ -63,15 +63,18 @@ class Signals:
         return len(self.H)
 
 
-def trace(model, x, op, y, mask, *, loss: str = "ce", backward: bool = True) -> tuple[torch.Tensor, Signals]:
+def trace(model, x, op, y, mask, *, loss: str = "ce", backward: bool = True,
+          keep=("H", "X", "B", "G")) -> tuple[torch.Tensor, Signals]:
     """One forward and one backward pass through ``model``, recording every layer.
 
     Returns (loss tensor, :class:`Signals`).  Parameter ``.grad`` are populated as by a plain
-    ``loss.backward()``, so a training step can follow with ``optimizer.step()``.
+    ``loss.backward()``, so a training step can follow with ``optimizer.step()``.  ``keep``: the backward
+    signals to keep ("B" = dL/dH(k), "G" = dL/dX(k)); one left out is not retained (its list holds None), which
+    spares the backward pass a copy per layer.
     """
     record = Trace()
     logits = model(x, op, trace=record)
-    for t in record.H + record.X:
+    for t in (record.H if "B" in keep else []) + (record.X if "G" in keep else []):
         if t.requires_grad:
             t.retain_grad()
     L = loss_fn(loss)(logits, y, mask)
@@ -84,8 +87,8 @@ def trace(model, x, op, y, mask, *, loss: str = "ce", backward: bool = True) -> 
         logits=logits.detach(),
         H=[h.detach() for h in record.H],
         X=[xk.detach() for xk in record.X],
-        B=[grad(h) for h in record.H],
-        G=[grad(xk) if xk.requires_grad else None for xk in record.X],
+        B=[grad(h) if "B" in keep else None for h in record.H],
+        G=[grad(xk) if "G" in keep and xk.requires_grad else None for xk in record.X],
         W=[None if w is None else w.detach() for w in Ws],
         dW=weight_grads(model),
     )

@@ -160,7 +160,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
         rng = torch.get_rng_state() if traced and not recorded else None
         opt.zero_grad(set_to_none=True)
         if recorded and traced:
-            _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+            _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
         else:
             sig = step(model, g.x, op, g.y, g.train_mask, loss=loss, weights_too=recorded)
         ok = _finite(sig)
@@ -168,7 +168,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
             if traced:
                 torch.set_rng_state(rng)  # (the same dropout masks)
                 opt.zero_grad(set_to_none=True)
-                _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+                _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
             else:
                 sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
                                                                     for w in weights(model)], sig.dW)
@@ -190,7 +190,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
                     torch.set_rng_state(rng)
                     opt.zero_grad(set_to_none=True)
                     model.train()
-                    _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss)
+                    _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
                 elif not recorded:
                     sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
                                                                         for w in weights(model)], sig.dW)
