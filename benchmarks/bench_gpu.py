@@ -37,9 +37,8 @@ NEEDED = ("papermill", "nbclient", "nbformat", "jupyter_client", "jupyter_core",
           "debugpy", "nest-asyncio2", "platformdirs", "fastjsonschema", "jsonschema", "jsonschema-specifications",
           "referencing", "rpds-py", "entrypoints", "tenacity", "dask", "distributed", "partd", "locket", "zict",
           "tblib")
-#: metrics of a CPU and a CUDA smoke build agree when |a - b| <= ATOL + RTOL |a| (float32 on two devices,
-#: a few epochs of training)
-RTOL, ATOL = 0.05, 0.02
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claims_compare import ATOL, RTOL, compare, load  # noqa: E402  (verdicts equal, metrics within ATOL + RTOL |cpu|)
 #: the paper profile's sizes with fewer seeds (the budget of a lent GPU is about 15 minutes in all)
 PAPER_REDUCED = {"07_lipschitz_remedies": ["n_seeds=1", "deep_seeds=1", "gat_seeds=1"],
                  "08_remedies_compared": ["n_seeds=1", "c12_seeds=1"]}
@@ -104,35 +103,6 @@ def _runner(args: list[str], env: dict, timeout: float | None) -> tuple[int, flo
     return rc, time.perf_counter() - t0, tail
 
 
-def _claims(folder: Path) -> dict:
-    return {p.name.split(".")[0]: json.loads(p.read_text()) for p in sorted(folder.glob("*.claims.json"))}
-
-
-def compare(cpu: dict, gpu: dict, rtol: float = RTOL, atol: float = ATOL) -> dict:
-    """Per chapter: verdicts (headline and readings) equal, and every metric within ``atol + rtol |cpu|``."""
-    out = {}
-    for stem, a in cpu.items():
-        b = gpu.get(stem)
-        if b is None:
-            out[stem] = {"missing": True}
-            continue
-        verdicts = lambda c: [(x["id"], x["verdict"], [r["verdict"] for r in x.get("readings", [])]) for x in c["claims"]]  # noqa: E731
-        bad, worst = [], 0.0
-        for k, x in a.get("metrics", {}).items():
-            y = b.get("metrics", {}).get(k)
-            if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
-                if (x is None) != (y is None):
-                    bad.append(k)
-                continue
-            rel = abs(x - y) / max(abs(x), 1e-12)
-            worst = max(worst, rel)
-            if abs(x - y) > atol + rtol * abs(x):
-                bad.append(k)
-        out[stem] = {"verdicts_equal": verdicts(a) == verdicts(b), "metrics_outside_tolerance": bad,
-                     "largest_relative_difference": worst}
-    return out
-
-
 def run(out: Path, device: str, budget: float, tiny: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -149,7 +119,7 @@ def run(out: Path, device: str, budget: float, tiny: bool) -> int:
         shutil.rmtree(staging / "staging", ignore_errors=True)  # executed notebooks: too big to send back
         builds[dev] = {"rc": rc, "seconds": round(sec, 1), "tail": tail if rc else ""}
         summary.append(f"- smoke build on {dev}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {sec:.0f} s")
-    cmp = compare(_claims(out / "smoke-cpu"), _claims(out / f"smoke-{device}")) if device != "cpu" else {}
+    cmp = compare(load(out / "smoke-cpu"), load(out / f"smoke-{device}")) if device != "cpu" else {}
     (out / "compare.json").write_text(json.dumps({"builds": builds, "tolerance": {"rtol": RTOL, "atol": ATOL},
                                                   "chapters": cmp}, indent=1))
     for stem, c in cmp.items():
