@@ -304,9 +304,13 @@ def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env:
     results: list[dict] = []
     # every kernel gets its fair share of the free cores: parallel chapters and busy machines never oversubscribe
     # with Dask (env from scale_out_env or auto_cluster) the work runs on the cluster's workers: kernels need 1 thread
-    share = (fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores())
-             if not (env or {}).get("OVERSMOOTHING_EXECUTOR") else {k: os.environ.get("OVERSMOOTHING_THREADS", "1") for k in
-                              ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    # (the build's own workers are idle while a kernel computes: its grids wait for their results, so the kernels
+    # keep their fair share then)
+    own = bool((env or {}).get("OVERSMOOTHING_AUTO_WORKERS"))
+    share = (fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") or own else busy_cores())
+             if own or not (env or {}).get("OVERSMOOTHING_EXECUTOR") else
+             {k: os.environ.get("OVERSMOOTHING_THREADS", "1") for k in ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS",
+                                                                       "MKL_NUM_THREADS")})
     for j in jobs:
         j["env"] = {**j["env"], **share, **(env or {})}
         j["env"].setdefault("OVERSMOOTHING_GRID_LOG", str(Path(j["result"]).with_suffix(".runs.jsonl")))
