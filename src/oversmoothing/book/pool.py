@@ -5,8 +5,9 @@ memory traffic and small operations, not by arithmetic, so two torch threads on 
 build took 784 s with 2 threads against 824 s with 1), while two runs side by side on one thread each take about
 0.63x the time.  So a build whose chapters have training runs to compute, on a machine with at least 2 free cores
 and no GPU, runs them on a Dask LocalCluster of one single-threaded worker per free core
-(:func:`auto_cluster`), started once for the whole build; the chapters' kernels keep one thread for what they
-compute themselves.  ``--workers N``/``--scheduler`` (or ``$OVERSMOOTHING_WORKERS``; ``1``: everything in the
+(:func:`auto_cluster`), started once for the whole build.  The chapters' kernels keep their fair share of the
+cores for what they compute themselves: a kernel's grids wait for their results, so kernel and workers never
+compute at the same time.  ``--workers N``/``--scheduler`` (or ``$OVERSMOOTHING_WORKERS``; ``1``: everything in the
 kernel) decide instead.  The results are those of one thread per run: the same for a given machine.
 """
 from __future__ import annotations
