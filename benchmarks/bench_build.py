@@ -70,8 +70,14 @@ def against(commit: str, tree: Path, jobs: int, cores: int | None, profile_chapt
     try:
         t_old, ch_old = timed_build(old_tree, "default", jobs, cores, True, tmp / "old-build")
         t_new, ch_new = timed_build(tree, "default", jobs, cores, True, tmp / "new-build")
-        cmp = compare(load(tmp / "old-build" / "staging" / "default" / "site" / "book"),
-                      load(tmp / "new-build" / "staging" / "default" / "site" / "book"))
+        sites = {w: tmp / f"{w}-build" / "staging" / "default" / "site" / "book" for w in ("old", "new")}
+        cmp = compare(load(sites["old"]), load(sites["new"]))
+        for w, site in sites.items():  # both builds' claims stay for a closer look
+            keep = RESULTS / f"claims-{w}"
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.mkdir(parents=True)
+            for f in site.glob("*.claims.json"):
+                shutil.copy(f, keep / f.name)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], capture_output=True)
     lines = [f"# Default build: {tree} against {commit} ({platform.processor() or platform.machine()}, "
