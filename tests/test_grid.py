@@ -320,6 +320,20 @@ def test_chapter_grid_on_dask_equals_local(tmp_path, dask_cluster, monkeypatch):
                                       check_exact=True)
 
 
+def scaled_sum(cfg, x):
+    return float(x.sum()) * cfg["seed"]
+
+
+def test_dask_same_input_in_consecutive_grids(dask_cluster):
+    """Grid after grid with an identical input (chapter 09's sweeps scatter the same graph again as soon as the
+    previous grid released it): no "lost dependencies" (a scatter key shared with the previous grid's input, e.g.
+    the input's name, races with that input's release)."""
+    x = torch.arange(1000.0)
+    for i in range(30):
+        out = grid.run_grid(scaled_sum, [dict(seed=i), dict(seed=i + 1)], inputs=dict(x=x), cache=False, device="cpu")
+        assert list(out) == [float(x.sum()) * i, float(x.sum()) * (i + 1)]
+
+
 def test_dask_task_error_names_the_config(tmp_path, dask_cluster):
     cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
     with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):

@@ -229,7 +229,10 @@ def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs, 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     res_kw = {"resources": {"GPU": 1}} if dev.startswith("cuda") else {}
     futures, call = {}, uuid.uuid4().hex[:8]  # fresh task keys: a cancelled earlier call cannot shadow them
-    shared = c.scatter(inputs, broadcast=True) if inputs else None  # each input sent to every worker once
+    # each input sent to every worker once, under a fresh key: scattering the dict itself would key each input by
+    # its name ("graph"), shared with the previous grid's input, whose release races with this scatter and cancels
+    # the new runs with "lost dependencies" (dask/distributed#8576, the same race for content-hashed keys)
+    shared = dict(zip(inputs, c.scatter(list(inputs.values()), broadcast=True, hash=False))) if inputs else None
     for k, idx in todo.items():
         cfg = configs[idx[0]]
         f = c.submit(_task, fn, cfg, lib, str(cfg.get("device", dev)), slots, gpus, shared, key=f"grid-{k[:20]}-{call}",
