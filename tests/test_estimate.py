@@ -13,6 +13,22 @@ def test_the_log_of_a_dry_chapter_is_scaled_to_the_planned_epochs():
     s = estimate.summarise_log(lines)
     assert (s["runs"], s["cached"], s["fits"], s["epochs"]) == (3, 1, 2, 100)
     assert s["dry_training_s"] == pytest.approx(0.5) and s["training_s"] == pytest.approx(0.1 * 100 + 0.1 * 2)
+    assert s["early_stopping_s"] == 0
+
+
+def test_epochs_are_scaled_by_kind_recorded_or_not_and_the_first_carries_the_warm_up():
+    # dry run of a 100-epoch fit recording every 10th: epoch 0 (recorded, with warm-up) 0.5 s, epoch 1 plain 0.1 s,
+    # epoch 2 (the dry run's last, recorded) 0.3 s, 0.2 s outside the epochs
+    fit = {"kind": "fit", "planned_epochs": 100, "trained_epochs": 3, "seconds": 1.1, "record_every": 10,
+           "patience": None, "epoch_seconds": [0.5, 0.1, 0.3], "recorded": [True, False, True]}
+    # 11 recorded epochs (0, 10, ..., 100): the first at 0.5 s, 10 at 0.3 s; 90 plain at 0.1 s
+    assert estimate.full_seconds(fit) == pytest.approx(0.2 + 0.5 + 10 * 0.3 + 90 * 0.1)
+    # a budget that is not a multiple of record_every also records its last epoch: 0, 10, ..., 90, 95
+    assert estimate.full_seconds({**fit, "planned_epochs": 95}) == pytest.approx(0.2 + 0.5 + 10 * 0.3 + 85 * 0.1)
+    early = {**fit, "patience": 20}
+    s = estimate.summarise_log([fit, early])
+    assert s["early_stopping_s"] == pytest.approx(estimate.full_seconds(early)) and s["training_s"] == pytest.approx(
+        2 * estimate.full_seconds(fit))
 
 
 @pytest.mark.slow

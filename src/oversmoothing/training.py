@@ -85,7 +85,8 @@ def _layer_rows(epoch, sig, graph, measures, signals):
 
 
 #: set by ``oversmoothing build --dry-run``: the path of a log; every fit then trains at most
-#: :data:`ESTIMATE_EPOCHS` epochs, timed, and appends {desc, planned epochs, trained epochs, seconds} to it
+#: :data:`ESTIMATE_EPOCHS` epochs, timed, and appends {desc, planned epochs, trained epochs, seconds, record_every,
+#: patience, each epoch's seconds and whether it was recorded} to it
 ESTIMATE_ENV = "OVERSMOOTHING_ESTIMATE"
 ESTIMATE_EPOCHS = 2
 
@@ -95,12 +96,12 @@ def _estimating(epochs: int) -> int:
     return min(epochs, ESTIMATE_EPOCHS) if os.environ.get(ESTIMATE_ENV) else epochs
 
 
-def _log_estimate(desc: str, planned: int, trained: int, seconds: float) -> None:
+def _log_estimate(desc: str, planned: int, trained: int, seconds: float, **timing) -> None:
     import json
 
     with open(os.environ[ESTIMATE_ENV], "a") as f:
         f.write(json.dumps({"kind": "fit", "desc": desc, "planned_epochs": planned, "trained_epochs": trained,
-                            "seconds": seconds}) + "\n")
+                            "seconds": seconds, **timing}) + "\n")
 
 
 def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: float = 0.0,
@@ -211,5 +212,7 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
                 wall_time_s=time.perf_counter() - start, patience=patience, stopped_at=stopped_at)
     if os.environ.get(ESTIMATE_ENV):
-        _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"])
+        _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"],
+                      record_every=record_every, patience=patience, epoch_seconds=[r["seconds"] for r in epoch_rows],
+                      recorded=[r["epoch"] % record_every == 0 or r["epoch"] == epochs for r in epoch_rows])
     return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)

@@ -29,16 +29,41 @@ __all__ = ["dry_run", "summarise_log", "EFFICIENCY"]
 EFFICIENCY = 0.79
 
 
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def full_seconds(fit: dict) -> float:
+    """One dry fit's time scaled to its planned budget of E epochs (E + 1 passes, the last one only recorded):
+    the time outside the epochs, the first epoch as timed (it carries the warm-up), then each further epoch at the
+    dry run's time for an epoch of its kind, recorded (traced: every ``record_every``-th and the last) or not."""
+    secs, rec = fit.get("epoch_seconds"), fit.get("recorded")
+    planned = fit["planned_epochs"]
+    if not secs:  # a log without per-epoch times: every epoch at the mean
+        return fit["seconds"] / max(1, fit["trained_epochs"]) * (planned + 1)
+    every = max(1, int(fit.get("record_every") or 1))
+    later_rec = [t for t, r in zip(secs[1:], rec[1:]) if r]
+    plain = [t for t, r in zip(secs[1:], rec[1:]) if not r]
+    t_rec = _mean(later_rec) if later_rec else secs[0]
+    t_plain = _mean(plain) if plain else t_rec
+    n_rec = planned // every + 1 + (planned % every != 0)  # epochs 0, every, 2 every, ... and the last
+    outside = max(0.0, fit["seconds"] - sum(secs))
+    return outside + secs[0] + (n_rec - 1) * t_rec + (planned + 1 - n_rec) * t_plain
+
+
 def summarise_log(lines: list[dict]) -> dict:
     """From a dry chapter's log: training runs (and how many the run cache holds), planned epochs, the seconds the
-    dry runs trained and the seconds their full budgets would take (timed epochs scaled to the planned ones)."""
+    dry runs trained and the seconds their full budgets would take (:func:`full_seconds`); ``early_stopping_s`` is
+    the part of it from runs with early stopping, counted at their full budget (an upper bound: where they stop is
+    not known before they run)."""
     fits = [r for r in lines if r.get("kind") == "fit"]
     grids = [r for r in lines if r.get("kind") == "grid"]
     trained = sum(r["seconds"] for r in fits)
-    full = sum(r["seconds"] / max(1, r["trained_epochs"]) * (r["planned_epochs"] + 1) for r in fits)
+    full = [full_seconds(r) for r in fits]
     return {"runs": sum(g["runs"] for g in grids), "cached": sum(g["cached"] for g in grids),
             "fits": len(fits), "epochs": sum(r["planned_epochs"] for r in fits), "dry_training_s": trained,
-            "training_s": full}
+            "training_s": sum(full),
+            "early_stopping_s": sum(t for t, r in zip(full, fits) if r.get("patience") is not None)}
 
 
 def dry_run(root=None, profile: str = "default", device: str | None = None, chapters_=None, progress: bool = True,
@@ -78,9 +103,11 @@ def dry_run(root=None, profile: str = "default", device: str | None = None, chap
             lines = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
             s = summarise_log(lines)
             other = max(0.0, res["seconds"] - s["dry_training_s"])
-            est = other + s["training_s"] / (workers * EFFICIENCY if workers > 1 else 1)
+            speedup = workers * EFFICIENCY if workers > 1 else 1
+            est = other + s["training_s"] / speedup
             rows.append({"chapter": ch.stem, "status": "ok" if res["ok"] else f"dry run failed: {res.get('error', '?')}",
-                         **s, "other_s": other, "estimate_s": est if res["ok"] else float("nan"), "workers": workers})
+                         **s, "other_s": other, "estimate_s": est if res["ok"] else float("nan"),
+                         "early_stopping_estimate_s": s["early_stopping_s"] / speedup, "workers": workers})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows.sort(key=lambda r: [c.stem for c in chs].index(r["chapter"]))
@@ -103,9 +130,14 @@ def _print(rows: list[dict], profile: str, workers: int, out) -> None:
             continue
         total += r["estimate_s"] if r["estimate_s"] == r["estimate_s"] else 0.0
         note = "" if r["status"] == "ok" else f"   {r['status'][:80]}"
+        if r["status"] == "ok" and r.get("early_stopping_estimate_s", 0) >= 1:
+            note = f"   of which {_fmt_s(r['early_stopping_estimate_s'])}: runs with early stopping, at their full budget"
         print(f"  {r['chapter']:<28s} {r.get('runs', 0):>14d} {r.get('cached', 0):>13d} {r.get('epochs', 0):>8d} "
               f"{_fmt_s(r['estimate_s']):>10s}{note}", file=out)
     print(f"  {'total':<28s} {'':>37s} {_fmt_s(total):>10s}", file=out)
+    if any(r.get("early_stopping_estimate_s", 0) >= 1 for r in rows if r["status"] == "ok"):
+        print("  runs with early stopping are counted at their full budget (an upper bound: where they stop is not "
+              "known before they run)", file=out)
     if profile == "paper":
         print("  the paper profile uses the papers' sizes and wants a GPU (make book PROFILE=paper DEVICE=cuda); the "
               "estimate above is for this machine's CPU", file=out)
