@@ -154,6 +154,19 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
                leave=False, mininterval=1.0)
     traced = bool(measures) and bool(signals)  # rows of only grad_norm / w_spec need no trace
+    was_recorded = []  # per epoch (the dry run's estimate tells traced epochs from plain ones)
+
+    def recorded_pass(sig, rng):
+        """This epoch's plain pass once more as a recorded one (a diverged or an early-stopping epoch is recorded
+        too): traced from the same random state (the same dropout masks), or, with nothing to trace, its weights."""
+        if not traced:
+            return Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
+                                                                for w in weights(model)], sig.dW)
+        torch.set_rng_state(rng)
+        opt.zero_grad(set_to_none=True)
+        model.train()
+        return trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)[1]
+
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -165,14 +178,8 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
         else:
             sig = step(model, g.x, op, g.y, g.train_mask, loss=loss, weights_too=recorded)
         ok = _finite(sig)
-        if not ok and not recorded:       # a diverged epoch is recorded too: the same pass again, traced
-            if traced:
-                torch.set_rng_state(rng)  # (the same dropout masks)
-                opt.zero_grad(set_to_none=True)
-                _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
-            else:
-                sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
-                                                                    for w in weights(model)], sig.dW)
+        if not ok and not recorded:
+            sig = recorded_pass(sig, rng)
         if needs_eval_pass:
             model.eval()
             with torch.no_grad():
@@ -187,15 +194,10 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
                 best_val, best_epoch = row["val_acc"], epoch
             elif epoch - best_epoch >= patience and epoch < epochs:
                 stopped_at = epoch
-                if traced and not recorded:   # the last epoch is recorded: the same pass again, traced
-                    torch.set_rng_state(rng)
-                    opt.zero_grad(set_to_none=True)
-                    model.train()
-                    _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
-                elif not recorded:
-                    sig = Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
-                                                                        for w in weights(model)], sig.dW)
+                if not recorded:
+                    sig = recorded_pass(sig, rng)
                 recorded = True
+        was_recorded.append(recorded or not ok)
         if recorded or not ok:
             layer_rows += _layer_rows(epoch, sig, g, measures if traced else (), signals if traced else ())
         if not ok or stopped_at is not None:
@@ -214,5 +216,5 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     if os.environ.get(ESTIMATE_ENV):
         _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"],
                       record_every=record_every, patience=patience, epoch_seconds=[r["seconds"] for r in epoch_rows],
-                      recorded=[r["epoch"] % record_every == 0 or r["epoch"] == epochs for r in epoch_rows])
+                      recorded=was_recorded)
     return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)
