@@ -66,7 +66,9 @@ def auto_workers(jobs: list[dict], env: dict | None, cores: int | None = None, b
     if auto_device() == "cuda" and any(str(j.get("parameters", {}).get("device", "auto")) == "auto" for j in jobs):
         return 0
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from ..grid.executors import cores as usable_cores
+
+        cores = usable_cores()
     if busy is None:
         busy = 0.0 if os.environ.get("OVERSMOOTHING_THREADS") else busy_cores()
     free = cores - int(busy + 0.5)

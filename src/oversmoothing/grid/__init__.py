@@ -36,11 +36,11 @@ LOG_ENV = "OVERSMOOTHING_GRID_LOG"
 ESTIMATE_ENV = "OVERSMOOTHING_ESTIMATE"
 
 
-def _append(env: str, record: dict) -> None:
+def _append(env: str, *records: dict) -> None:
     path = os.environ.get(env)
-    if path:
+    if path and records:
         with open(path, "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+            f.write("".join(json.dumps(r, default=str) + "\n" for r in records))
 
 
 #: with the run cache off, the results this process computed, by cache key: a run asked for twice in one kernel
@@ -120,8 +120,7 @@ def run_grid(fn, configs, *, inputs: dict | None = None, executor: str | None = 
     name = tasks.fn_name(fn)
     _append(ESTIMATE_ENV, {"kind": "grid", "fn": name, "runs": len(configs), "cached": out.cached,
                            "to_compute": len(todo)})
-    for _ in range(out.cached):
-        _append(LOG_ENV, {"kind": "cached", "fn": name})
+    _append(LOG_ENV, *[{"kind": "cached", "fn": name}] * out.cached)
     if os.environ.get(ESTIMATE_ENV):
         folder = None  # a dry run's runs train a few epochs only: never cache them
 
