@@ -297,20 +297,25 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool, env: dic
         return _run_started(jobs, workers, desc, progress, env)
 
 
+def _kernel_threads(workers: int, env: dict) -> dict[str, str]:
+    """The thread environment of each of ``workers`` kernels run at once.  Every kernel gets its fair share of the
+    free cores (parallel chapters and busy machines never oversubscribe); the build's own workers
+    (:func:`~oversmoothing.book.pool.auto_cluster`) are idle while a kernel computes (its grids wait for their
+    results), so they leave the kernels that share.  On a cluster the user chose (``--workers``/``--scheduler``)
+    the work runs on the cluster's workers: the kernels need 1 thread."""
+    own = bool(env.get("OVERSMOOTHING_AUTO_WORKERS"))
+    if env.get("OVERSMOOTHING_EXECUTOR") and not own:
+        n = os.environ.get("OVERSMOOTHING_THREADS", "1")
+        return {k: n for k in ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") or own else busy_cores())
+
+
 def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env: dict | None) -> list[dict]:
     """:func:`_run_jobs` once the executor of the training grids is settled (``env``)."""
     from tqdm.auto import tqdm
 
     results: list[dict] = []
-    # every kernel gets its fair share of the free cores: parallel chapters and busy machines never oversubscribe
-    # with Dask (env from scale_out_env or auto_cluster) the work runs on the cluster's workers: kernels need 1 thread
-    # (the build's own workers are idle while a kernel computes: its grids wait for their results, so the kernels
-    # keep their fair share then)
-    own = bool((env or {}).get("OVERSMOOTHING_AUTO_WORKERS"))
-    share = (fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") or own else busy_cores())
-             if own or not (env or {}).get("OVERSMOOTHING_EXECUTOR") else
-             {k: os.environ.get("OVERSMOOTHING_THREADS", "1") for k in ("OVERSMOOTHING_THREADS", "OMP_NUM_THREADS",
-                                                                       "MKL_NUM_THREADS")})
+    share = _kernel_threads(workers, env or {})
     for j in jobs:
         j["env"] = {**j["env"], **share, **(env or {})}
         j["env"].setdefault("OVERSMOOTHING_GRID_LOG", str(Path(j["result"]).with_suffix(".runs.jsonl")))
