@@ -7,6 +7,9 @@
    and what fit() costs per epoch when it records every 10th epoch (its traced epoch included), same target
 2. residual GCN, 64 layers, one training epoch on Cora: this library's ResidualGCN (precomputed sparse
    GCN operator) against the same network built from PyG's GCNConv (cached normalisation).  target <= 1.0x
+3. residual GAT, 64 layers, one training epoch on chameleon_filtered (hidden 32, chapter 07's grid): this library's
+   ResidualGAT (models.attention.GATLayer: GATConv's attention as sparse products) against the same network,
+   same weights, with PyG's own GATConv message passing.  target <= 1.0x
 
 Timings are medians over interleaved repeats (baseline and candidate alternate, so background load
 hits both alike).  Usage:  python benchmarks/bench_library.py [--repeats N] [--out benchmarks/results]
@@ -119,13 +122,41 @@ def bench_residual_gcn(repeats: int) -> list[dict]:
                  baseline_s=t["pyg"], ours_s=t["ours"], ratio=t["ours"] / t["pyg"], target="<= 1.0")]
 
 
+def bench_residual_gat(repeats: int) -> list[dict]:
+    from torch_geometric.nn import GATConv
+
+    from oversmoothing.datasets import load
+
+    g = load("chameleon_filtered", split=0)
+    ours = models.ResidualGAT(g.num_features, 32, g.num_classes, 64, seed=0)
+    theirs = models.ResidualGAT(g.num_features, 32, g.num_classes, 64, seed=0)
+    for k, layer in enumerate(theirs.layers):  # PyG's message passing, the same weights
+        conv = GATConv(32, 32, heads=1, bias=False, add_self_loops=False)
+        conv.load_state_dict(layer.state_dict())
+        theirs.layers[k] = conv
+    ei = ours.operator(g)
+    ce = loss_fn("ce")
+    opts = {m: torch.optim.Adam(m.parameters(), lr=1e-3) for m in (ours, theirs)}
+
+    def epoch(model):
+        def run():
+            opts[model].zero_grad(set_to_none=True)
+            ce(model(g.x, ei), g.y, g.train_mask).backward()
+            opts[model].step()
+        return run
+
+    t = _median_times({"pyg": epoch(theirs), "ours": epoch(ours)}, repeats)
+    return [dict(benchmark="residual GAT, 64 layers, one epoch", setting="chameleon_filtered, hidden 32",
+                 baseline_s=t["pyg"], ours_s=t["ours"], ratio=t["ours"] / t["pyg"], target="<= 1.0")]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    rows = bench_signals(args.repeats) + bench_residual_gcn(args.repeats)
+    rows = bench_signals(args.repeats) + bench_residual_gcn(args.repeats) + bench_residual_gat(args.repeats)
     env = dict(python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads(),
                cpus=os.cpu_count(), device="cpu")
     lines = ["| benchmark | setting | baseline (ms) | ours (ms) | ratio | target |", "|---|---|---|---|---|---|"]

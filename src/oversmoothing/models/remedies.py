@@ -55,6 +55,7 @@ from torch import nn
 
 from ..graphs import Graph, gcn_edges
 from ..graphs import propagation as _propagation
+from .attention import GATLayer
 from .layers import (Trace, _check_depth, _seeded, check_propagation, dropout, graph_edges, input_dropout, input_linear,
                      propagate, record_input, record_layer)
 
@@ -348,9 +349,7 @@ class PlainGAT(_EdgeIndexStack):
 
     @staticmethod
     def _layer(a, b):
-        from torch_geometric.nn import GATConv
-
-        return GATConv(a, b, heads=1, add_self_loops=False)  # the self-loops come with operator()
+        return GATLayer(a, b, heads=1, add_self_loops=False)  # the self-loops come with operator()
 
 
 def _transformer_class():

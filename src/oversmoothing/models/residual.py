@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graphs import Graph, propagation
+from .attention import GATLayer
 from .layers import (Dense, Trace, _activation, _check_depth, _seeded, attention_source_map, check_propagation,
                      graph_edges, input_dropout, lipschitz_normalise, propagate, record_input, record_layer)
 
@@ -195,9 +196,7 @@ class ResidualGAT(_Residual):
 
     @staticmethod
     def _layer(hidden, bias=False):
-        from torch_geometric.nn import GATConv
-
-        return GATConv(hidden, hidden, heads=1, bias=bias, add_self_loops=False)  # loops: operator()
+        return GATLayer(hidden, hidden, heads=1, bias=bias, add_self_loops=False)  # loops: operator()
 
     @staticmethod
     def _normalised(layer):
