@@ -15,8 +15,8 @@ are two sparse-dense products and one sampled dense-dense product (:class:`_Atte
 on the E scores alone.  :class:`GATLayer` is ``GATConv`` itself (same parameters, initialisation, state dict and
 Lipschitz normalisation of ``lin``) with this forward pass where it applies (one head, no edge features, no
 attention dropout in training, self-loops given with the edges), and PyG's own forward pass otherwise.  The two
-agree to float rounding (tests/test_attention.py); on the 2-core CPU one 64-layer residual-GAT epoch is several
-times faster (benchmarks/bench_library.py).
+agree to float rounding (tests/test_attention.py); on the 2-core CPU a 64-layer residual-GAT epoch takes about half
+the time of PyG's message passing (benchmarks/bench_library.py).
 """
 from __future__ import annotations
 
