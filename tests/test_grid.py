@@ -334,22 +334,6 @@ def test_dask_same_input_in_consecutive_grids(dask_cluster):
         assert list(out) == [float(x.sum()) * i, float(x.sum()) * (i + 1)]
 
 
-def test_sole_grid_of_fewer_runs_than_workers_shares_the_cores_among_its_runs(dask_cluster, monkeypatch):
-    """With $OVERSMOOTHING_GRID_SOLE (the build's own cluster serving one chapter), a grid of one run gets every core
-    of the host (cores // min(slots, runs)), a grid of as many runs as workers one share each, as without the flag;
-    the numbers are the same (tests the machine: PyTorch's CPU kernels give the same numbers for 1 and 2 threads)."""
-    cores = grid.executors.cores()
-    plain = grid.run_grid(train_tiny, configs(n=1), cache=False, device="cpu")
-    assert plain[0]["threads"] == max(1, cores // 2)
-    monkeypatch.setenv(grid.executors.SOLE_ENV, "1")
-    grid._MEMO.clear()   # run again, not read back from the in-process memo
-    one = grid.run_grid(train_tiny, configs(n=1), cache=False, device="cpu")
-    grid._MEMO.clear()
-    two = grid.run_grid(train_tiny, configs(n=2), cache=False, device="cpu")
-    assert one[0]["threads"] == max(1, cores) and [r["threads"] for r in two] == [max(1, cores // 2)] * 2
-    assert_same(plain, one)
-
-
 def test_dask_task_error_names_the_config(tmp_path, dask_cluster):
     cfgs = configs(n=2) + [dict(seed=9, depth=2, fail=True)]
     with pytest.raises(grid.GridError, match=r'run 2 failed for config .*"seed":9.*boom'):

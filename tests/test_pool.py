@@ -26,16 +26,3 @@ def test_workers_for_the_free_cores_only_where_a_chapter_trains(monkeypatch):
     monkeypatch.delenv("OVERSMOOTHING_ESTIMATE")
     monkeypatch.setattr("oversmoothing.book.cache._AUTO_DEVICE", ["cuda"])              # device auto on a GPU machine
     assert pool.auto_workers([_job("07")], {}, cores=16, busy=0) == 0
-
-
-def test_only_the_builds_own_cluster_serving_one_kernel_lets_a_small_grid_take_more_threads(monkeypatch):
-    from oversmoothing.book.execute import _kernel_env
-    from oversmoothing.grid.executors import SOLE_ENV
-
-    monkeypatch.setenv("OVERSMOOTHING_THREADS", "1")   # no busy-core sampling in the test
-    own = {"OVERSMOOTHING_SCHEDULER": "tcp://127.0.0.1:1", "OVERSMOOTHING_EXECUTOR": "dask", "OVERSMOOTHING_AUTO_WORKERS": "2"}
-    assert _kernel_env(1, own)[SOLE_ENV] == "1"
-    assert SOLE_ENV not in _kernel_env(2, own)                       # two chapters share the workers
-    users = {k: v for k, v in own.items() if k != "OVERSMOOTHING_AUTO_WORKERS"}
-    assert SOLE_ENV not in _kernel_env(1, users)                     # a cluster the user chose may serve others
-    assert SOLE_ENV not in _kernel_env(1, {})                        # no cluster: the kernel runs the grids

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from .cache import META, _file_sha
 from .errors import Interrupted
-from ..grid.executors import SOLE_ENV
 from .pool import auto_cluster, busy_cores, fair_share_threads
 
 KERNEL = "python3"
@@ -311,22 +310,12 @@ def _kernel_threads(workers: int, env: dict) -> dict[str, str]:
     return fair_share_threads(workers, busy=0.0 if os.environ.get("OVERSMOOTHING_THREADS") or own else busy_cores())
 
 
-def _kernel_env(workers: int, env: dict) -> dict[str, str]:
-    """What each of ``workers`` kernels run at once gets besides ``env``: its threads (:func:`_kernel_threads`) and,
-    when the build's own cluster serves one kernel at a time, :data:`~oversmoothing.grid.executors.SOLE_ENV`
-    (a grid of fewer runs than workers then gives each run more threads: the cores would idle otherwise)."""
-    share = _kernel_threads(workers, env)
-    if env.get("OVERSMOOTHING_AUTO_WORKERS") and workers == 1:
-        share[SOLE_ENV] = "1"
-    return share
-
-
 def _run_started(jobs: list[dict], workers: int, desc: str, progress: bool, env: dict | None) -> list[dict]:
     """:func:`_run_jobs` once the executor of the training grids is settled (``env``)."""
     from tqdm.auto import tqdm
 
     results: list[dict] = []
-    share = _kernel_env(workers, env or {})
+    share = _kernel_threads(workers, env or {})
     for j in jobs:
         j["env"] = {**j["env"], **share, **(env or {})}
         j["env"].setdefault("OVERSMOOTHING_GRID_LOG", str(Path(j["result"]).with_suffix(".runs.jsonl")))

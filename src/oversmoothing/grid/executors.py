@@ -52,24 +52,17 @@ def _host(address: str) -> str:
     return address.split("://")[-1].rsplit(":", 1)[0]
 
 
-def _fair_threads(slots: dict, spread: int | None = None) -> int:
+def _fair_threads(slots: dict) -> int:
     """``$OVERSMOOTHING_THREADS`` if set, else this host's cores // its task slots (the sum of its
-    Dask workers' threads), at least 1.  ``spread``: the grid's runs, when they are all the cluster computes
-    (:data:`SOLE_ENV`): a grid of fewer runs than slots shares the cores among its runs only (one run: every core)."""
+    Dask workers' threads), at least 1."""
     from distributed import get_worker
 
     if env_int("OVERSMOOTHING_THREADS"):
         return env_int("OVERSMOOTHING_THREADS")
-    busy = slots.get(_host(get_worker().address), 1)
-    return max(1, cores() // max(1, busy if spread is None else min(busy, spread)))
+    return max(1, cores() // max(1, slots.get(_host(get_worker().address), 1)))
 
 
-#: set (by ``oversmoothing build`` with its own cluster and one chapter at a time) when the grids of this process
-#: are the only work of the cluster: a grid of fewer runs than task slots then gives each run more threads
-SOLE_ENV = "OVERSMOOTHING_GRID_SOLE"
-
-
-def _task(fn, config, lib, device, slots, gpus, inputs=None, spread=None):
+def _task(fn, config, lib, device, slots, gpus, inputs=None):
     """Runs on a Dask worker: checks the library matches the client's, sets fair threads (and the GPU),
     silences progress bars, then ``fn(config, **inputs)``.  Returns (result, seconds)."""
     import torch
@@ -78,7 +71,7 @@ def _task(fn, config, lib, device, slots, gpus, inputs=None, spread=None):
         raise GridError(f"the worker's oversmoothing library (hash {library_hash()[:12]}, at {PACKAGE}) differs "
                         f"from the client's ({lib[:12]}): install the same version on every worker")
     os.environ["OVERSMOOTHING_PROGRESS"] = "0"
-    threads = _fair_threads(slots, spread)
+    threads = _fair_threads(slots)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     if device.startswith("cuda") and gpus:
@@ -240,11 +233,10 @@ def run_dask(c, fn, configs, todo, lib, dev, folder, out, bar, retries, inputs, 
     # its name ("graph"), shared with the previous grid's input, whose release races with this scatter and cancels
     # the new runs with "lost dependencies" (dask/distributed#8576, the same race for content-hashed keys)
     shared = dict(zip(inputs, c.scatter(list(inputs.values()), broadcast=True, hash=False))) if inputs else None
-    spread = len(todo) if os.environ.get(SOLE_ENV) and not dev.startswith("cuda") else None
     for k, idx in todo.items():
         cfg = configs[idx[0]]
-        f = c.submit(_task, fn, cfg, lib, str(cfg.get("device", dev)), slots, gpus, shared, spread,
-                     key=f"grid-{k[:20]}-{call}", pure=False, retries=retries, **res_kw)
+        f = c.submit(_task, fn, cfg, lib, str(cfg.get("device", dev)), slots, gpus, shared, key=f"grid-{k[:20]}-{call}",
+                     pure=False, retries=retries, **res_kw)
         futures[f] = k
     try:
         for f in as_completed(futures):
