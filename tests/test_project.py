@@ -249,3 +249,15 @@ def test_equations_cited_by_reference_are_labelled_once():
     assert len(labels) == len(set(labels)), f"labels defined twice: {sorted(l for l in labels if labels.count(l) > 1)}"
     assert not [r for r in refs if r[1] not in labels], f"references to no label: {[r for r in refs if r[1] not in labels]}"
     assert {"eq-forward-bound", "eq-backward-recursion", "eq-theorem2"} <= set(labels)
+
+
+def test_inline_math_is_balanced_in_every_markdown_cell():
+    """Every markdown cell opens and closes its $...$ (an unpaired $ turns the rest of the paragraph, glue roles
+    included, into one broken formula on the page); code spans and fenced blocks are not prose."""
+    for nb in sorted((ROOT / "book").glob("0*.ipynb")):
+        for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+            if c["cell_type"] != "markdown":
+                continue
+            prose = re.sub(r"```.*?```", "", "".join(c["source"]), flags=re.S)
+            prose = re.sub(r"`[^`]*`", "", prose).replace(r"\$", "")
+            assert prose.count("$") % 2 == 0, f"{nb.name}, markdown cell {i}: an unpaired $"
