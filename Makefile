@@ -42,6 +42,7 @@ test: $(STAMP) chromium
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_library.py
+	$(PY) benchmarks/bench_batching.py
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_busy.py
