@@ -210,3 +210,38 @@ def test_fit_with_sgd_is_plain_full_batch_gradient_descent(graph):
     T.fit(m, graph, epochs=1, lr=0.3, optimizer="sgd", measures=(), device="cpu", progress=False)
     for W0, dW, W1 in zip(before, grads, M.weights(m)):
         assert torch.allclose(W1.detach(), W0 - 0.3 * dW, atol=1e-6)
+
+
+def test_fit_trains_with_the_fixed_thread_count_whatever_the_caller_set_and_restores_it(graph):
+    """Thread counts change the order of torch's parallel reductions, hence the rounding, and a chaotic run turns
+    rounding into another result (chapter 07's tanh-branch run: train accuracy 0.89 at 1 thread, 0.98 at 2). fit
+    trains with devices.TRAINING_THREADS on the CPU, so a run's numbers do not depend on where it runs."""
+    from oversmoothing.devices import TRAINING_THREADS, cpu_threads
+
+    seen = []
+
+    class Spy(M.VanillaGNN):
+        def forward(self, x, op, trace=None):
+            seen.append(torch.get_num_threads())
+            return super().forward(x, op, trace)
+
+    histories = []
+    for n in (1, 2):
+        with cpu_threads(n):
+            histories.append(T.fit(Spy(graph.num_features, 8, 2, 3, seed=0), graph, epochs=4, progress=False))
+            assert torch.get_num_threads() == n  # the caller's setting is back
+    assert set(seen) == {TRAINING_THREADS}
+    assert [h.meta["threads"] for h in histories] == [TRAINING_THREADS] * 2
+    cols = ["epoch", "loss", "train_acc", "val_acc", "test_acc", "diverged"]
+    pd.testing.assert_frame_equal(histories[0].epochs[cols], histories[1].epochs[cols])
+    pd.testing.assert_frame_equal(histories[0].layers, histories[1].layers)
+
+
+def test_cpu_threads_restores_the_setting_after_an_error():
+    from oversmoothing.devices import cpu_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), cpu_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from .devices import resolve_device
+from .devices import TRAINING_THREADS, cpu_threads, resolve_device
 from .measures import measure, spectral_norm
 from .models import weights
 from .signals import Signals, step, trace
@@ -116,6 +116,9 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
                    (subset of X, H, B, G) at every recorded epoch.
     NaN/Inf in the loss or a gradient is recorded (``diverged`` column, ``History.diverged_at``)
     and ends training; it never raises.
+    threads      : on the CPU fit trains with :data:`~oversmoothing.devices.TRAINING_THREADS` (1) intra-op threads,
+                   whatever the caller's setting (restored afterwards): thread counts change float rounding, which
+                   a chaotic run amplifies, so a run gives the same numbers in a kernel, a worker or a script.
     patience     : early stopping: training ends at the first epoch whose validation accuracy has not
                    improved strictly on the best one for ``patience`` epochs (that epoch is the last row, and
                    is recorded like the final one; ``History.meta["stopped_at"]``); None: all ``epochs``.
@@ -134,87 +137,89 @@ def fit(model, graph, *, epochs: int = 100, lr: float = 0.01, weight_decay: floa
     for m in measures:
         measure(m, None)  # validates the name
     dev = resolve_device(device)
-    planned, epochs = epochs, _estimating(epochs)
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = model.to(dev)
-    g = graph.to(dev)
-    op = model.operator(g, dev)
-    opt = OPTIMIZERS[optimizer](list(params) if params is not None else model.parameters(), lr=lr,
-                                weight_decay=weight_decay)
-    needs_eval_pass = any(getattr(m, "p", 0) for m in model.modules()
-                          if isinstance(m, torch.nn.Dropout)) or getattr(model, "dropout", 0) \
-        or getattr(model, "stochastic", False)  # e.g. DropEdge: evaluate without the randomness
+    with cpu_threads(TRAINING_THREADS, dev):  # one thread: the same numbers wherever the run trains
+        planned, epochs = epochs, _estimating(epochs)
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = model.to(dev)
+        g = graph.to(dev)
+        op = model.operator(g, dev)
+        opt = OPTIMIZERS[optimizer](list(params) if params is not None else model.parameters(), lr=lr,
+                                    weight_decay=weight_decay)
+        needs_eval_pass = any(getattr(m, "p", 0) for m in model.modules()
+                              if isinstance(m, torch.nn.Dropout)) or getattr(model, "dropout", 0) \
+            or getattr(model, "stochastic", False)  # e.g. DropEdge: evaluate without the randomness
 
-    from tqdm import tqdm
+        from tqdm import tqdm
 
-    epoch_rows, layer_rows, diverged_at = [], [], None
-    best_val, best_epoch, stopped_at = -math.inf, 0, None
-    start = time.perf_counter()
-    bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
-               leave=False, mininterval=1.0)
-    traced = bool(measures) and bool(signals)  # rows of only grad_norm / w_spec need no trace
-    was_recorded = []  # per epoch (the dry run's estimate tells traced epochs from plain ones)
+        epoch_rows, layer_rows, diverged_at = [], [], None
+        best_val, best_epoch, stopped_at = -math.inf, 0, None
+        start = time.perf_counter()
+        bar = tqdm(range(epochs + 1), desc=desc or type(model).__name__, disable=not _progress_enabled(progress),
+                   leave=False, mininterval=1.0)
+        traced = bool(measures) and bool(signals)  # rows of only grad_norm / w_spec need no trace
+        was_recorded = []  # per epoch (the dry run's estimate tells traced epochs from plain ones)
 
-    def recorded_pass(sig, rng):
-        """This epoch's plain pass once more as a recorded one (a diverged or an early-stopping epoch is recorded
-        too): traced from the same random state (the same dropout masks), or, with nothing to trace, its weights."""
-        if not traced:
-            return Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
-                                                                for w in weights(model)], sig.dW)
-        torch.set_rng_state(rng)
-        opt.zero_grad(set_to_none=True)
-        model.train()
-        return trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)[1]
+        def recorded_pass(sig, rng):
+            """This epoch's plain pass once more as a recorded one (a diverged or an early-stopping epoch is recorded
+            too): traced from the same random state (the same dropout masks), or, with nothing to trace, its weights."""
+            if not traced:
+                return Signals(sig.loss, sig.logits, [], [], [], [], [None if w is None else w.detach()
+                                                                    for w in weights(model)], sig.dW)
+            torch.set_rng_state(rng)
+            opt.zero_grad(set_to_none=True)
+            model.train()
+            return trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)[1]
 
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        recorded = epoch % record_every == 0 or epoch == epochs
-        rng = torch.get_rng_state() if traced and not recorded else None
-        opt.zero_grad(set_to_none=True)
-        if recorded and traced:
-            _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
-        else:
-            sig = step(model, g.x, op, g.y, g.train_mask, loss=loss, weights_too=recorded)
-        ok = _finite(sig)
-        if not ok and not recorded:
-            sig = recorded_pass(sig, rng)
-        if needs_eval_pass:
-            model.eval()
-            with torch.no_grad():
-                logits = model(g.x, op)
-        else:
-            logits = sig.logits
-        row = dict(epoch=epoch, loss=sig.loss if ok else float("nan"),
-                   train_acc=accuracy(logits, g.y, g.train_mask), val_acc=accuracy(logits, g.y, g.val_mask),
-                   test_acc=accuracy(logits, g.y, g.test_mask), diverged=not ok)
-        if patience is not None and ok:
-            if row["val_acc"] > best_val:
-                best_val, best_epoch = row["val_acc"], epoch
-            elif epoch - best_epoch >= patience and epoch < epochs:
-                stopped_at = epoch
-                if not recorded:
-                    sig = recorded_pass(sig, rng)
-                recorded = True
-        was_recorded.append(recorded or not ok)
-        if recorded or not ok:
-            layer_rows += _layer_rows(epoch, sig, g, measures if traced else (), signals if traced else ())
-        if not ok or stopped_at is not None:
-            diverged_at = None if ok else epoch
+        for epoch in bar:
+            t0 = time.perf_counter()
+            model.train()
+            recorded = epoch % record_every == 0 or epoch == epochs
+            rng = torch.get_rng_state() if traced and not recorded else None
+            opt.zero_grad(set_to_none=True)
+            if recorded and traced:
+                _, sig = trace(model, g.x, op, g.y, g.train_mask, loss=loss, keep=signals)
+            else:
+                sig = step(model, g.x, op, g.y, g.train_mask, loss=loss, weights_too=recorded)
+            ok = _finite(sig)
+            if not ok and not recorded:
+                sig = recorded_pass(sig, rng)
+            if needs_eval_pass:
+                model.eval()
+                with torch.no_grad():
+                    logits = model(g.x, op)
+            else:
+                logits = sig.logits
+            row = dict(epoch=epoch, loss=sig.loss if ok else float("nan"),
+                       train_acc=accuracy(logits, g.y, g.train_mask), val_acc=accuracy(logits, g.y, g.val_mask),
+                       test_acc=accuracy(logits, g.y, g.test_mask), diverged=not ok)
+            if patience is not None and ok:
+                if row["val_acc"] > best_val:
+                    best_val, best_epoch = row["val_acc"], epoch
+                elif epoch - best_epoch >= patience and epoch < epochs:
+                    stopped_at = epoch
+                    if not recorded:
+                        sig = recorded_pass(sig, rng)
+                    recorded = True
+            was_recorded.append(recorded or not ok)
+            if recorded or not ok:
+                layer_rows += _layer_rows(epoch, sig, g, measures if traced else (), signals if traced else ())
+            if not ok or stopped_at is not None:
+                diverged_at = None if ok else epoch
+                row["seconds"] = time.perf_counter() - t0
+                epoch_rows.append(row)
+                break
+            if epoch < epochs:  # epoch `epochs` only records the final state
+                opt.step()
             row["seconds"] = time.perf_counter() - t0
             epoch_rows.append(row)
-            break
-        if epoch < epochs:  # epoch `epochs` only records the final state
-            opt.step()
-        row["seconds"] = time.perf_counter() - t0
-        epoch_rows.append(row)
-        bar.set_postfix(loss=f"{sig.loss:.3g}", refresh=False)
-    bar.close()
-    meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
-                wall_time_s=time.perf_counter() - start, patience=patience, stopped_at=stopped_at)
-    if os.environ.get(ESTIMATE_ENV):
-        _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"],
-                      record_every=record_every, patience=patience, epoch_seconds=[r["seconds"] for r in epoch_rows],
-                      recorded=was_recorded)
-    return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)
+            bar.set_postfix(loss=f"{sig.loss:.3g}", refresh=False)
+        bar.close()
+        meta = dict(device=str(dev), seed=seed, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
+                    wall_time_s=time.perf_counter() - start, patience=patience, stopped_at=stopped_at,
+                    threads=torch.get_num_threads() if dev.type == "cpu" else None)
+        if os.environ.get(ESTIMATE_ENV):
+            _log_estimate(desc or type(model).__name__, planned, len(epoch_rows), meta["wall_time_s"],
+                          record_every=record_every, patience=patience,
+                          epoch_seconds=[r["seconds"] for r in epoch_rows], recorded=was_recorded)
+        return History(pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows), diverged_at, meta)

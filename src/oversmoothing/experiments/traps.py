@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..devices import cpu_threads
 from ..grid import plain, run_grid
 from ..models import build
 from ..training import fit
@@ -271,12 +272,8 @@ def solve_last_layer_(model, graph, *, loss: str = "ce", device="auto", max_iter
             L.backward()
             return L
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a tiny problem: with several threads (and a busy CPU) each step is ~100x slower
-        try:
+        with cpu_threads(1):  # a tiny problem: with several threads (and a busy CPU) each step is ~100x slower
             opt.step(closure)
-        finally:
-            torch.set_num_threads(threads)
         iters = opt.state[opt._params[0]].get("n_iter", 0)
         W = W.detach()
     else:
