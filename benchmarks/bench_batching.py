@@ -19,14 +19,14 @@ epoch of (a) for all R runs and of (b), and the ratio b / a (medians of interlea
 
 Usage:  python benchmarks/bench_batching.py [--runs 3 9] [--repeats 7] [--device cpu|cuda] [--tiny]
 Writes benchmarks/results/bench_batching.{md,json}.  No target: it measures how much batching pays on a machine
-(on this project's 2-core CPU, by a fifth: 0.75x-0.88x, see the README's benchmarks).
+(on this project's 2-core CPU, by a fifth to a quarter: 0.71x-0.91x, see the README's benchmarks).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -40,11 +40,12 @@ from oversmoothing import models
 from oversmoothing.datasets import load
 from oversmoothing.devices import resolve_device
 from oversmoothing.graphs import to_scipy
-from oversmoothing.models import normalisations
 from oversmoothing.models.layers import propagate
 from oversmoothing.signals import step
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_library import _median_times  # noqa: E402  (interleaved repeats, medians)
 
 
 def _stack(tensors) -> nn.Parameter:
@@ -137,11 +138,14 @@ def bench(name: str, R: int, repeats: int, device, tiny: bool, rtol: float) -> d
     opts = [torch.optim.Adam(net.parameters(), lr=0.005) for net in nets]
     opt_b = torch.optim.Adam(big.parameters(), lr=0.005)
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # a step is timed to its end
+
     def one_by_one():
         for net, opt in zip(nets, opts):
             opt.zero_grad(set_to_none=True)
             step(net, g.x, op, y, mask, loss="ce")
             opt.step()
+        sync()
 
     def batched_step():
         opt_b.zero_grad(set_to_none=True)
@@ -149,24 +153,11 @@ def bench(name: str, R: int, repeats: int, device, tiny: bool, rtol: float) -> d
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[mask].repeat(R), reduction="sum") / int(mask.sum())
         loss.backward()                                                              # = sum of the R mean losses
         opt_b.step()
+        sync()
 
-    def timed(fn):
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    for fn in (one_by_one, batched_step):  # warm-up
-        for _ in range(2):
-            timed(fn)
-    a, b = [], []
-    for _ in range(repeats):  # interleaved, so that background load hits both alike
-        a.append(timed(one_by_one))
-        b.append(timed(batched_step))
-    ta, tb = statistics.median(a), statistics.median(b)
-    return dict(setting=label, runs=R, device=str(device), one_by_one_ms=1e3 * ta, batched_ms=1e3 * tb,
-                ratio=tb / ta, logits_rel_err=err, normalised_layers=len(normalisations(nets[0])))
+    t = _median_times({"one": one_by_one, "batched": batched_step}, repeats)  # interleaved: load hits both alike
+    return dict(setting=label, runs=R, device=str(device), one_by_one_ms=1e3 * t["one"], batched_ms=1e3 * t["batched"],
+                ratio=t["batched"] / t["one"], logits_rel_err=err)
 
 
 def main() -> None:
